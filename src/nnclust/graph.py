@@ -1,0 +1,221 @@
+"""Weight layers -> an undirected, weighted graph of neurons (fc) and channels (conv).
+
+Pure functions over numpy arrays. An edge between two units carries |w| (fc), the
+L1 norm of the kernel slice joining two channels (conv), or, through a conv -> fc
+flatten, the L1 norm of the fc weights reading that channel's spatial positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from nnclust.layers import WeightLayer
+
+CNN_NODE_SETS = ("full", "conv")
+
+
+class GraphError(ValueError):
+    """The network cannot be turned into the requested graph."""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A symmetric weight graph over the units that join inputs to outputs.
+
+    Attributes
+    ----------
+    adjacency : (n_kept, n_kept) symmetric CSR matrix of nonnegative edge weights.
+    keep : bool (n_nodes,), which of all nodes survived component removal.
+    group : int (n_nodes,), the node group of every node: 0 is the input group,
+        group g >= 1 holds the outputs of `group_names[g]`.
+    group_names : names of the groups, e.g. ["input", "layer0.fc", ...].
+    """
+
+    adjacency: sp.csr_matrix
+    keep: np.ndarray
+    group: np.ndarray
+    group_names: list[str]
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.keep.size)
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.adjacency.shape[0])
+
+    def group_sizes(self) -> list[int]:
+        return np.bincount(self.group, minlength=len(self.group_names)).tolist()
+
+    def pad_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Labels of kept nodes -> labels of all nodes, with -1 for removed ones."""
+        labels = np.asarray(labels)
+        if labels.shape != (self.n_kept,):
+            raise ValueError(f"expected {self.n_kept} labels, got shape {labels.shape}")
+        full = np.full(self.n_nodes, -1, dtype=np.int64)
+        full[self.keep] = labels
+        return full
+
+
+def fold_batch_norm(layers: Sequence[WeightLayer]) -> list[np.ndarray]:
+    """Weights with each output unit scaled by its batch-norm factor gamma/sqrt(var+eps)."""
+    out = []
+    for lay in layers:
+        w = lay.weight
+        if lay.bn_scale is not None:
+            w = w * lay.bn_scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        out.append(w)
+    return out
+
+
+def _incoming(weights: list[np.ndarray], i: int) -> np.ndarray:
+    """Norm of each output unit's incoming weights in layer i, shape (out,)."""
+    w = weights[i]
+    return np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
+
+
+def _scale_outgoing(weights: list[np.ndarray], i: int, factor: np.ndarray) -> None:
+    """Multiply what layer i+1 reads from each unit of layer i by `factor` (in place)."""
+    nxt = weights[i + 1]
+    n = factor.size
+    if nxt.ndim == 4 or nxt.shape[1] == n:
+        weights[i + 1] = nxt * factor.reshape((1, n) + (1,) * (nxt.ndim - 2))
+    else:  # conv -> fc: each channel feeds a contiguous run of flattened positions
+        per = nxt.shape[1] // n
+        weights[i + 1] = nxt * np.repeat(factor, per)[None, :]
+
+
+def relu_rescale(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Scale every hidden unit's incoming weights to unit L2 norm and move the factor
+    onto its outgoing weights, layer by layer from the input.
+
+    Since ReLU(a x) = a ReLU(x) for a > 0 this leaves the network's function unchanged
+    (biases would scale with the incoming weights), so the graph no longer depends on
+    which of the equivalent rescalings training happened to reach. Units with no
+    incoming weight are left as they are.
+    """
+    weights = list(weights)
+    for i in range(len(weights) - 1):
+        norms = _incoming(weights, i)
+        factor = np.where(norms > 0, norms, 1.0)
+        w = weights[i]
+        weights[i] = w / factor.reshape((-1,) + (1,) * (w.ndim - 1))
+        _scale_outgoing(weights, i, factor)
+    return weights
+
+
+def edge_blocks(layers: Sequence[WeightLayer], weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Nonnegative (n_out, n_in) edge-weight block of every layer."""
+    blocks = []
+    prev_channels = None
+    for lay, w in zip(layers, weights):
+        if lay.kind == "conv":
+            blocks.append(np.abs(w).sum(axis=(2, 3)))
+            prev_channels = w.shape[0]
+        elif prev_channels is not None and w.shape[1] != prev_channels:
+            if w.shape[1] % prev_channels:
+                raise GraphError(
+                    f"'{lay.name}' reads {w.shape[1]} features, not a multiple of the "
+                    f"{prev_channels} channels before it"
+                )
+            blocks.append(np.abs(w).reshape(w.shape[0], prev_channels, -1).sum(axis=2))
+            prev_channels = None
+        else:
+            blocks.append(np.abs(w))
+            prev_channels = None
+    return blocks
+
+
+def check_chain(layers: Sequence[WeightLayer]) -> None:
+    """Raise GraphError unless each layer reads what the previous one writes."""
+    for prev, cur in zip(layers, layers[1:]):
+        fits = cur.n_in == prev.n_out or (prev.kind == "conv" and cur.kind == "fc" and cur.n_in % prev.n_out == 0)
+        if not fits or (prev.kind == "fc" and cur.kind == "conv"):
+            raise GraphError(
+                f"'{cur.name}' ({cur.kind}, {cur.n_in} inputs) cannot follow "
+                f"'{prev.name}' ({prev.kind}, {prev.n_out} outputs)"
+            )
+
+
+def assemble(blocks: Sequence[np.ndarray], n_inputs: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Symmetric block-bidiagonal adjacency of a layered graph, and each node's group."""
+    sizes = [n_inputs] + [b.shape[0] for b in blocks]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    rows, cols, vals = [], [], []
+    for g, b in enumerate(blocks):
+        r, c = np.nonzero(b)
+        rows.append(r + offsets[g + 1])
+        cols.append(c + offsets[g])
+        vals.append(b[r, c])
+    rows, cols, vals = (np.concatenate(x) for x in (rows, cols, vals))
+    n = int(offsets[-1])
+    lower = sp.coo_matrix((vals, (rows, cols)), shape=(n, n))
+    adj = (lower + lower.T).tocsr()
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    return adj, group
+
+
+def io_components(adj: sp.csr_matrix, group: np.ndarray) -> np.ndarray:
+    """Bool mask of nodes whose connected component holds an input and an output node."""
+    _, comp = connected_components(adj, directed=False)
+    last = group.max()
+    has_in = np.zeros(comp.max() + 1, bool)
+    has_out = np.zeros(comp.max() + 1, bool)
+    has_in[comp[group == 0]] = True
+    has_out[comp[group == last]] = True
+    return has_in[comp] & has_out[comp]
+
+
+def build_graph(
+    layers: Sequence[WeightLayer],
+    normalize: bool = True,
+    cnn_nodes: str = "full",
+) -> Graph:
+    """The weight graph of a network.
+
+    Parameters
+    ----------
+    layers : weight layers in forward order (see `nnclust.layers.extract_layers`).
+    normalize : apply `relu_rescale` before taking absolute values (the default, as
+        in nn-clustering-pytorch).
+    cnn_nodes : for networks with conv layers, ``"full"`` makes nodes of the input
+        channels, every conv channel and, through the flatten, every fc neuron;
+        ``"conv"`` keeps nn-clustering-pytorch's node set: the output channels of the
+        conv layers only (edges from the second conv layer on).
+
+    Components that do not join an input node to an output node are dropped; `keep`
+    records which nodes remain.
+    """
+    if cnn_nodes not in CNN_NODE_SETS:
+        raise ValueError(f"cnn_nodes must be one of {list(CNN_NODE_SETS)}, got {cnn_nodes!r}")
+    layers = list(layers)
+    if not layers:
+        raise GraphError("a graph needs at least one weight layer")
+    check_chain(layers)
+    weights = fold_batch_norm(layers)
+    if normalize:
+        weights = relu_rescale(weights)
+    blocks = edge_blocks(layers, weights)
+    names = ["input"] + [lay.name for lay in layers]
+    n_inputs = layers[0].n_in
+    has_conv = any(lay.kind == "conv" for lay in layers)
+    if has_conv and cnn_nodes == "conv":
+        n_conv = sum(lay.kind == "conv" for lay in layers)
+        if n_conv < 2:
+            raise GraphError("cnn_nodes='conv' needs at least two conv layers; use cnn_nodes='full'")
+        blocks = blocks[1:n_conv]
+        names = names[1 : n_conv + 1]
+        n_inputs = layers[0].n_out
+    adj, group = assemble(blocks, n_inputs)
+    keep = io_components(adj, group)
+    if not keep.any():
+        raise GraphError(
+            "no path joins an input to an output: the network is disconnected (pruned too far, or dead layers)"
+        )
+    adj = adj[keep][:, keep].tocsr()
+    return Graph(adjacency=adj, keep=keep, group=group, group_names=names)

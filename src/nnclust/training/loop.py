@@ -1,0 +1,125 @@
+"""A short training loop; everything optional is a callback.
+
+A callback is any object with some of ``on_step_end(state)`` and
+``on_epoch_end(state)``; they run in list order at those two points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nnclust import seeding
+from nnclust.config import check_keys, lookup
+
+OPTIMIZERS = {
+    "adam": lambda params, lr, momentum, weight_decay: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
+    "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay
+    ),
+}
+OPTIMIZER_KEYS = ("name", "lr", "momentum", "weight_decay")
+
+
+def make_optimizer(spec: dict, params) -> torch.optim.Optimizer:
+    check_keys("optimizer", spec, OPTIMIZER_KEYS)
+    spec = {"lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, **spec}
+    if spec["lr"] <= 0:
+        raise ValueError(f"optimizer.lr must be > 0, got {spec['lr']}")
+    build = lookup("optimizer", OPTIMIZERS, spec["name"])
+    return build(params, spec["lr"], spec["momentum"], spec["weight_decay"])
+
+
+@dataclass
+class TrainState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epoch: int = 0
+    step: int = 0
+    num_epochs: int = 0
+    loss: torch.Tensor | None = None  # loss of the last step (before backward's graph is freed)
+    metrics: dict = field(default_factory=dict)  # filled at each epoch end
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy) of `model` on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        out = model(xb)
+        loss += F.cross_entropy(out, yb, reduction="sum").item()
+        correct += (out.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return loss / len(x), correct / len(x)
+
+
+def train(
+    model: nn.Module,
+    data,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: dict,
+    lr_decay: float = 1.0,
+    seed: int = 0,
+    callbacks: Sequence = (),
+    log: Callable[[str, float, int], None] | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> TrainState:
+    """Train `model` on ``data.x_train``/``data.y_train`` with cross-entropy.
+
+    The data order comes from the ``data_order`` stream of `seed`. After each epoch
+    the learning rate is multiplied by `lr_decay`, train/test loss and accuracy are
+    put in ``state.metrics`` and sent to ``log(name, value, epoch)``; callbacks run
+    after that, so a pruning callback's change shows in the next epoch's numbers.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+    model.to(device)
+    opt = make_optimizer(dict(optimizer), model.parameters())
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay)
+    state = TrainState(model=model, optimizer=opt, num_epochs=epochs)
+    gen = seeding.torch_generator(seed, "data_order")
+    n = len(data.x_train)
+    bar = tqdm(range(epochs), desc="train", disable=not progress)
+    for epoch in bar:
+        state.epoch = epoch
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            state.loss = loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            state.step += 1
+            for cb in callbacks:
+                if hasattr(cb, "on_step_end"):
+                    cb.on_step_end(state)
+        sched.step()
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+        state.metrics = {"train_loss": total / n, "test_loss": test_loss, "test_accuracy": test_acc}
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(state)
+        if log is not None:
+            for k, v in state.metrics.items():
+                log(k, float(v), epoch)
+        bar.set_postfix(loss=f"{test_loss:.3f}", acc=f"{test_acc:.3f}")
+    return state

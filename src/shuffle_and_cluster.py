@@ -1,0 +1,49 @@
+"""Compare a network's n-cut with the n-cuts of shuffled copies of its weights.
+
+    python src/shuffle_and_cluster.py with model=training_runs/1 num_shuffles=100 shuffle_method=all
+
+Shuffle methods: all, nonzero, nonzero_resample. Runs go to shuffle_clust_runs/<id>/.
+"""
+
+from nnclust.jobs import shuffle_job
+from nnclust.sacred_setup import make_experiment, run_commandline
+
+ex = make_experiment("shuffle_and_cluster")
+
+
+@ex.config
+def config():
+    model = None  # checkpoint file, training run or clustering run folder
+    num_clusters = 12
+    num_shuffles = 100
+    shuffle_method = "all"
+    shuffle_bn = False  # also permute batch-norm scales among units
+    n_init = 10
+    n_jobs = 1  # joblib workers for the shuffles (-1: all cores)
+    graph = {"normalize": True, "cnn_nodes": "full"}
+    progress = True
+    plot = True
+
+
+@ex.main
+def main(
+    _run, _seed, model, num_clusters, num_shuffles, shuffle_method, shuffle_bn, n_init, n_jobs, graph, progress, plot
+):
+    return shuffle_job(
+        _run,
+        _seed,
+        model,
+        num_clusters,
+        num_shuffles,
+        shuffle_method,
+        shuffle_bn,
+        n_init,
+        n_jobs,
+        graph,
+        progress,
+        plot,
+    )
+
+
+if __name__ == "__main__":
+    run_commandline(ex)

@@ -1,0 +1,29 @@
+"""Spectrally cluster a trained network's weight graph and report its n-cut.
+
+    python src/spectral_cluster_model.py with model=training_runs/1 num_clusters=12
+
+`model` is a checkpoint file or a run folder. Runs go to clustering_runs/<id>/.
+"""
+
+from nnclust.jobs import cluster_job
+from nnclust.sacred_setup import make_experiment, run_commandline
+
+ex = make_experiment("spectral_cluster_model")
+
+
+@ex.config
+def config():
+    model = None  # checkpoint file or run folder (training_runs/<id>)
+    num_clusters = 12
+    n_init = 10  # k-means restarts; the lowest n-cut wins
+    graph = {"normalize": True, "cnn_nodes": "full"}  # cnn_nodes: "full" or "conv"
+    plot = True
+
+
+@ex.main
+def main(_run, _seed, model, num_clusters, n_init, graph, plot):
+    return cluster_job(_run, _seed, model, num_clusters, n_init, graph, plot)
+
+
+if __name__ == "__main__":
+    run_commandline(ex)

@@ -1,0 +1,38 @@
+"""Train, and optionally prune, a ReLU network.
+
+    python src/train_model.py with mlp_config
+    python src/train_model.py with cnn_config epochs=5 pruning.final_sparsity=0.5
+
+Runs are stored in training_runs/<id>/ with the dense and pruned checkpoints.
+"""
+
+from nnclust.jobs import train_job
+from nnclust.sacred_setup import make_experiment, run_commandline
+
+ex = make_experiment("train_model")
+
+
+@ex.config
+def config():
+    dataset = {"name": "digits"}  # registry name plus its options, e.g. noise for moons
+    data_root = "datasets"  # file-based datasets live in <data_root>/<name>/
+    model = {"name": "mlp", "hidden": [128, 128], "dropout": 0.0}
+    optimizer = {"name": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0}
+    epochs = 20
+    batch_size = 64
+    lr_decay = 1.0  # learning rate multiplied by this after each epoch
+    # Zhu & Gupta schedule over the last num_pruning_epochs epochs; 0 = no pruning.
+    pruning = {"final_sparsity": 0.0, "num_pruning_epochs": 0, "scope": "layer", "schedule": "polynomial"}
+    device = "cpu"
+    progress = True
+
+
+@ex.main
+def main(_run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning, device, progress):
+    return train_job(
+        _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning, device, progress
+    )
+
+
+if __name__ == "__main__":
+    run_commandline(ex)

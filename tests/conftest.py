@@ -1,0 +1,57 @@
+"""Shared fixtures: a recording stand-in for Sacred's run, and small trained networks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nnclust.jobs import train_job
+
+
+class RecordingRun:
+    """Collects what a job logs and stores, like a Sacred run with an observer."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.scalars: dict[str, list[tuple[int, float]]] = {}
+        self.artifacts: dict[str, Path] = {}
+
+    def log_scalar(self, name, value, step=None):
+        self.scalars.setdefault(name, []).append((step, value))
+
+    def add_artifact(self, filename, name=None):
+        name = name or Path(filename).name
+        self.artifacts[name] = Path(shutil.copy(filename, self.folder / name))
+
+
+TRAIN_DEFAULTS = dict(
+    dataset={"name": "digits"},
+    data_root="datasets",
+    model={"name": "mlp", "hidden": [64, 64]},
+    optimizer={"name": "adam", "lr": 2e-3},
+    epochs=16,
+    batch_size=64,
+    lr_decay=1.0,
+    pruning={"final_sparsity": 0.9, "num_pruning_epochs": 8, "scope": "layer"},
+    progress=False,
+)
+
+
+def train(folder: Path, seed: int = 0, **overrides) -> tuple[RecordingRun, dict]:
+    run = RecordingRun(folder)
+    result = train_job(run, seed, **{**TRAIN_DEFAULTS, **overrides})
+    return run, result
+
+
+@pytest.fixture
+def recording_run(tmp_path):
+    return RecordingRun(tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def pruned_digits_mlp(tmp_path_factory) -> tuple[RecordingRun, dict]:
+    """A 64-64-64-10 MLP trained on digits and pruned to 90% (a few seconds)."""
+    return train(tmp_path_factory.mktemp("pruned_mlp"))

@@ -1,0 +1,114 @@
+"""End-to-end runs of the experiment scripts, in-process, with a folder observer in a temp dir."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from sacred.observers import FileStorageObserver
+from sacred.utils import ConfigAddedError
+
+import shuffle_and_cluster
+import spectral_cluster_model
+import train_model
+from nnclust import runs
+
+MOONS = {
+    "dataset": {"name": "moons", "n_samples": 300, "noise": 0.1},
+    "model": {"name": "mlp", "hidden": [24, 24]},
+    "epochs": 6,
+    "batch_size": 32,
+    "pruning": {"final_sparsity": 0.5, "num_pruning_epochs": 3},
+    "progress": False,
+}
+
+
+def run_exp(module, folder, seed=1, **config):
+    ex = module.ex
+    ex.observers[:] = [FileStorageObserver(str(folder))]
+    try:
+        run = ex.run(config_updates={**config, "seed": seed})
+    finally:
+        ex.observers[:] = []
+    return run, folder / str(run._id)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return run_exp(train_model, tmp_path_factory.mktemp("training_runs"), **MOONS)
+
+
+def test_training_run_stores_result_metrics_and_checkpoints(trained):
+    run, folder = trained
+    stored = json.loads((folder / "run.json").read_text())
+    assert stored["status"] == "COMPLETED"
+    assert stored["result"] == run.result
+    assert run.result["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert 0.5 <= run.result["test_accuracy"] <= 1
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["test_accuracy"]["values"]) == 6 and metrics["sparsity"]["values"][:3] == [0, 0, 0]
+    for name in (runs.PRUNED_MODEL, runs.UNPRUNED_MODEL, runs.TRAINING_CURVES):
+        assert (folder / name).stat().st_size > 0
+    assert runs.resolve_model(folder) == folder / runs.PRUNED_MODEL
+
+
+def test_clustering_run_is_reproducible_and_stores_plots(trained, tmp_path):
+    _, train_folder = trained
+    first, folder = run_exp(spectral_cluster_model, tmp_path, model=str(train_folder), num_clusters=4)
+    second, _ = run_exp(spectral_cluster_model, tmp_path, model=str(train_folder), num_clusters=4)
+    res = first.result
+    assert res["ncut"] == second.result["ncut"] and res["labels"] == second.result["labels"]
+    assert res["num_nodes"] == 2 + 24 + 24 + 2 == len(res["labels"])
+    assert sum(res["cluster_sizes"]) == res["num_nodes"] - res["num_removed"]
+    assert res["num_removed"] == res["labels"].count(-1)
+    assert (folder / runs.SORTED_ADJACENCY).stat().st_size > 0 and (folder / runs.LAYERED_DRAWING).stat().st_size > 0
+    assert json.loads((folder / "run.json").read_text())["result"]["ncut"] == res["ncut"]
+
+
+def test_shuffle_run_from_a_clustering_run_is_independent_of_workers(trained, tmp_path):
+    _, train_folder = trained
+    _, cluster_folder = run_exp(spectral_cluster_model, tmp_path / "c", model=str(train_folder), num_clusters=4)
+    common = dict(model=str(cluster_folder), num_clusters=4, num_shuffles=6, progress=False)
+    serial, folder = run_exp(shuffle_and_cluster, tmp_path / "s", n_jobs=1, **common)
+    parallel, _ = run_exp(shuffle_and_cluster, tmp_path / "s", n_jobs=2, plot=False, **common)
+    res = serial.result
+    assert res["shuffled_ncuts"] == parallel.result["shuffled_ncuts"]
+    assert len(res["shuffled_ncuts"]) == 6
+    assert res["mean"] == pytest.approx(np.mean(res["shuffled_ncuts"]))
+    assert res["p_value"] == pytest.approx((sum(x <= res["true_ncut"] for x in res["shuffled_ncuts"]) + 1) / 7)
+    assert (folder / runs.SHUFFLE_HISTOGRAM).stat().st_size > 0
+    other, _ = run_exp(shuffle_and_cluster, tmp_path / "s", seed=2, plot=False, **common)
+    assert other.result["shuffled_ncuts"] != res["shuffled_ncuts"]
+
+
+def test_named_configs_resolve_to_their_files():
+    for name in ("mlp_config", "cnn_config"):
+        assert name in train_model.ex.named_configs
+
+
+def test_unknown_top_level_key_is_an_error(tmp_path):
+    with pytest.raises(ConfigAddedError, match="num_clustrs"):
+        run_exp(spectral_cluster_model, tmp_path, model="x.pt", num_clustrs=3)
+
+
+def test_unknown_nested_key_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"final_sparsty.*'pruning'"):
+        run_exp(train_model, tmp_path, **{**MOONS, "pruning": {"final_sparsty": 0.5}})
+
+
+def test_too_many_clusters_is_a_clear_error(trained, tmp_path):
+    _, train_folder = trained
+    with pytest.raises(ValueError, match=re.escape("num_clusters=60 needs a graph of more than 60 nodes")):
+        run_exp(spectral_cluster_model, tmp_path, model=str(train_folder), num_clusters=60)
+
+
+def test_missing_dataset_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        run_exp(train_model, tmp_path, **{**MOONS, "dataset": {"name": "mnist"}, "data_root": str(tmp_path)})
+
+
+def test_bad_model_reference_is_a_clear_error(tmp_path):
+    with pytest.raises(runs.RunReferenceError, match="neither a checkpoint file nor a run folder"):
+        run_exp(spectral_cluster_model, tmp_path, model=str(tmp_path / "missing"))
+    with pytest.raises(runs.RunReferenceError, match="no model given"):
+        run_exp(shuffle_and_cluster, tmp_path, progress=False)

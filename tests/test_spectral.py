@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.cluster import SpectralClustering
+
+from nnclust.checkpoint import load_checkpoint
+from nnclust.graph import build_graph
+from nnclust.layers import extract_layers
+from nnclust.spectral import ncut, spectral_cluster, spectral_embedding
+
+
+def random_graph(n, density, seed):
+    rng = np.random.default_rng(seed)
+    a = sp.random(n, n, density=density, random_state=rng, data_rvs=lambda k: rng.uniform(0.1, 1, k))
+    a = sp.triu(a, 1)
+    a = a + a.T + sp.diags(np.ones(n - 1), 1) + sp.diags(np.ones(n - 1), -1)  # a path keeps it connected
+    return sp.csr_matrix(a)
+
+
+def dense_ncut(a, labels):
+    total = 0.0
+    for c in np.unique(labels):
+        inside = labels == c
+        cut = a[np.ix_(inside, ~inside)].sum()
+        vol = a[inside].sum()
+        total += cut / vol
+    return total
+
+
+def test_ncut_is_zero_for_disconnected_clusters():
+    block = np.ones((3, 3)) - np.eye(3)
+    a = sp.block_diag([block, 2 * block, block]).tocsr()
+    assert ncut(a, np.repeat([0, 1, 2], 3)) == 0.0
+
+
+def test_ncut_of_two_nodes_split_is_two():
+    a = sp.csr_matrix(np.array([[0, 1.0], [1.0, 0]]))
+    assert ncut(a, np.array([0, 1])) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ncut_matches_a_dense_computation_and_ignores_label_names(seed):
+    a = random_graph(40, 0.15, seed)
+    labels = np.random.default_rng(seed).integers(0, 5, 40)
+    value = ncut(a, labels)
+    assert value == pytest.approx(dense_ncut(a.toarray(), labels), rel=1e-12)
+    perm = np.random.default_rng(seed + 100).permutation(5)
+    assert ncut(a, perm[labels]) == pytest.approx(value, rel=1e-12)
+
+
+def test_ncut_rejects_removed_node_labels():
+    with pytest.raises(ValueError, match="-1"):
+        ncut(sp.eye(3, format="csr"), np.array([0, -1, 1]))
+
+
+@pytest.mark.parametrize("n", [60, 700])  # dense and sparse eigensolver paths
+def test_embedding_eigenvalues_match_a_dense_laplacian(n):
+    a = random_graph(n, 0.05, 7)
+    vals, emb = spectral_embedding(a, 4, seed=0)
+    d = np.asarray(a.sum(1)).ravel()
+    lap = np.eye(n) - a.toarray() / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(vals, np.linalg.eigvalsh(lap)[:4], atol=1e-8)
+    assert emb.shape == (n, 4)
+
+
+def test_planted_clusters_are_recovered_exactly():
+    rng = np.random.default_rng(0)
+    sizes = [20, 30, 25]
+    blocks = [sp.csr_matrix(rng.uniform(0.5, 1, (s, s))) for s in sizes]
+    a = sp.block_diag(blocks).tolil()
+    a[0, 20] = a[20, 0] = a[25, 60] = a[60, 25] = 0.01  # weak links between blocks
+    a = sp.csr_matrix(a)
+    a = (a + a.T) / 2
+    cl = spectral_cluster(a, 3, seed=0)
+    truth = np.repeat([0, 1, 2], sizes)
+    # the same partition up to label names
+    assert len({(t, c) for t, c in zip(truth, cl.labels)}) == 3
+    assert cl.ncut == pytest.approx(ncut(a, truth)) and cl.ncut < 0.01
+
+
+def test_same_seed_same_labels_and_bad_cluster_counts():
+    a = random_graph(80, 0.1, 3)
+    one, two = spectral_cluster(a, 5, seed=11), spectral_cluster(a, 5, seed=11)
+    assert one.ncut == two.ncut and np.array_equal(one.labels, two.labels)
+    with pytest.raises(ValueError, match="num_clusters=80 needs a graph of more than 80 nodes"):
+        spectral_cluster(a, 80)
+    with pytest.raises(ValueError, match="num_clusters must be an int >= 2"):
+        spectral_cluster(a, 1)
+
+
+def test_no_worse_than_scikit_learn_on_a_trained_pruned_mlp(pruned_digits_mlp):
+    run, _ = pruned_digits_mlp
+    for path in (run.artifacts["pruned_model.pt"], run.artifacts["unpruned_model.pt"]):
+        graph = build_graph(extract_layers(load_checkpoint(path)))
+        ours = spectral_cluster(graph.adjacency, 12, seed=0).ncut
+        sk = SpectralClustering(
+            12, affinity="precomputed", eigen_solver="arpack", assign_labels="kmeans", random_state=0
+        ).fit(graph.adjacency)
+        assert ours <= ncut(graph.adjacency, sk.labels_) * 1.01
