@@ -1,7 +1,9 @@
 """A short training loop; everything optional is a callback.
 
-A callback is any object with some of ``on_step_end(state)`` and
-``on_epoch_end(state)``; they run in list order at those two points.
+A callback is any object with some of ``loss_term(state)``, ``on_step_end(state)``
+and ``on_epoch_end(state)``; they run in list order at those points.
+``loss_term`` returns a scalar tensor to add to the step's loss before the backward
+pass, or None to add nothing at this step (regularizers).
 """
 
 from __future__ import annotations
@@ -102,12 +104,16 @@ def train(
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
-            loss = F.cross_entropy(model(xb), yb)
+            ce = F.cross_entropy(model(xb), yb)
+            loss = ce
+            for cb in callbacks:
+                if hasattr(cb, "loss_term") and (term := cb.loss_term(state)) is not None:
+                    loss = loss + term
             state.loss = loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += ce.item() * len(idx)  # train_loss excludes regularizer terms
             state.step += 1
             for cb in callbacks:
                 if hasattr(cb, "on_step_end"):
