@@ -44,13 +44,9 @@ def _check_module(path: str, key: str, module: nn.Module) -> None:
                 f"'{role}' is reserved for {cls.__name__}"
             )
         if isinstance(module, cls) and key != role:
-            raise ModelConventionError(
-                f"module '{path}' is a {cls.__name__} but is named '{key}'; name it '{role}'"
-            )
+            raise ModelConventionError(f"module '{path}' is a {cls.__name__} but is named '{key}'; name it '{role}'")
     if key == "bn" and not isinstance(module, BN_TYPES):
-        raise ModelConventionError(
-            f"module '{path}' is named 'bn' but is a {type(module).__name__}, not a batch norm"
-        )
+        raise ModelConventionError(f"module '{path}' is named 'bn' but is a {type(module).__name__}, not a batch norm")
     if isinstance(module, BN_TYPES) and key != "bn":
         raise ModelConventionError(f"module '{path}' is a batch norm but is named '{key}'; name it 'bn'")
     if key not in ("fc", "conv", "bn") and not isinstance(module, PASSIVE_TYPES):
@@ -84,8 +80,7 @@ def _layer(name: str, items: list[tuple[str, str, nn.Module]]) -> LayerModules |
             expected = linear.out_features if kind == "fc" else linear.out_channels
             if module.num_features != expected:
                 raise ModelConventionError(
-                    f"batch norm '{path}' has {module.num_features} features but '{linear_key}' "
-                    f"has {expected} outputs"
+                    f"batch norm '{path}' has {module.num_features} features but '{linear_key}' has {expected} outputs"
                 )
             bn, bn_key = module, path
     if linear is None:
@@ -141,8 +136,7 @@ def _check_shapes(layers: list[LayerModules]) -> None:
                 )
         elif prev.kind == "fc" and cur.linear.in_features != p_out:
             raise ModelConventionError(
-                f"fc '{cur.linear_key}' takes {cur.linear.in_features} inputs but "
-                f"'{prev.linear_key}' gives {p_out}"
+                f"fc '{cur.linear_key}' takes {cur.linear.in_features} inputs but '{prev.linear_key}' gives {p_out}"
             )
         elif prev.kind == "conv" and cur.linear.in_features % p_out:
             raise ModelConventionError(
