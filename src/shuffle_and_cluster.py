@@ -20,28 +20,30 @@ def config():
     shuffle_bn = False  # also permute batch-norm scales among units
     n_init = 10
     n_jobs = 1  # joblib workers for the shuffles (-1: all cores)
+    scheduler_address = None  # e.g. "tcp://127.0.0.1:8786": run the shuffles on that Dask cluster
+    device = "cpu"  # "cuda": batch the shuffles' eigenproblems on the GPU
+    batch_size = 16  # shuffles per GPU batch, or per task sent to a worker
     graph = {"normalize": True, "cnn_nodes": "full"}
     progress = True
     plot = True
 
 
 @ex.main
-def main(
-    _run, _seed, model, num_clusters, num_shuffles, shuffle_method, shuffle_bn, n_init, n_jobs, graph, progress, plot
-):
+def main(_run, _seed, _config):
+    cfg = dict(_config)
+    settings = {k: cfg[k] for k in ("n_jobs", "scheduler_address", "device", "batch_size", "progress")}
     return shuffle_job(
         _run,
         _seed,
-        model,
-        num_clusters,
-        num_shuffles,
-        shuffle_method,
-        shuffle_bn,
-        n_init,
-        n_jobs,
-        graph,
-        progress,
-        plot,
+        cfg["model"],
+        cfg["num_clusters"],
+        cfg["num_shuffles"],
+        cfg["shuffle_method"],
+        cfg["shuffle_bn"],
+        cfg["n_init"],
+        cfg["graph"],
+        cfg["plot"],
+        **settings,
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from nnclust.layers import WeightLayer
+from nnclust.weight_layer import WeightLayer
 
 CNN_NODE_SETS = ("full", "conv")
 

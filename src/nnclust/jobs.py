@@ -149,18 +149,21 @@ def shuffle_job(
     shuffle_method: str,
     shuffle_bn: bool,
     n_init: int,
-    n_jobs: int,
     graph: dict,
-    progress: bool = True,
     plot: bool = True,
+    **parallel,
 ) -> dict:
-    """Compare a model's n-cut with that of `num_shuffles` shuffled copies."""
+    """Compare a model's n-cut with that of `num_shuffles` shuffled copies.
+
+    `parallel` holds the execution settings of `study.shuffle_significance` (n_jobs,
+    scheduler_address, device, batch_size, progress); they never change the numbers.
+    """
     graph = plain(graph)
     check_keys("graph", graph, GRAPH_KEYS)
     path, ckpt = runs.load_model_ref(model)
     stats = shuffle_significance(
         extract_layers(ckpt), num_clusters, num_shuffles, shuffle_method, seed=seed, n_init=n_init,
-        shuffle_bn=shuffle_bn, n_jobs=n_jobs, progress=progress, **graph,
+        shuffle_bn=shuffle_bn, **parallel, **graph,
     )  # fmt: skip
     if plot:
         tmp = _scratch("shuffle-")

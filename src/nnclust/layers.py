@@ -9,48 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from nnclust.models.validate import ModelConventionError, layer_modules
+from nnclust.weight_layer import WeightLayer
 
 DEFAULT_BN_EPS = 1e-5
 _KEY = re.compile(r"^(?P<layer>.+?)[._](?P<role>fc|conv|bn)\.(?P<attr>[A-Za-z_]+)$")
-
-
-@dataclass(frozen=True)
-class WeightLayer:
-    """One linear transform with the batch norm that follows it folded into a scale.
-
-    Attributes
-    ----------
-    name : state-dict prefix of the linear module (e.g. ``layer0.fc`` or ``0_fc``).
-    kind : ``"fc"`` (weight shape (out, in)) or ``"conv"`` (weight (out, in, kh, kw)).
-    weight, bias : float64 arrays; pruned entries are 0.
-    bn_scale : gamma / sqrt(running_var + eps), shape (out,), or None without batch norm.
-    mask : bool array shaped like `weight` (True = kept), or None when unpruned.
-    """
-
-    name: str
-    kind: str
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    bn_scale: np.ndarray | None = None
-    mask: np.ndarray | None = None
-
-    @property
-    def n_in(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def n_out(self) -> int:
-        return int(self.weight.shape[0])
-
-    def with_weight(self, weight: np.ndarray, bn_scale: np.ndarray | None = None) -> "WeightLayer":
-        return replace(self, weight=weight, bn_scale=self.bn_scale if bn_scale is None else bn_scale)
 
 
 def _np(t) -> np.ndarray:

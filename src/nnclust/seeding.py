@@ -10,7 +10,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import torch
 
 
 def seed_sequence(seed: int, stream: str, *index: int) -> np.random.SeedSequence:
@@ -32,8 +31,10 @@ def int_seed(seed: int, stream: str, *index: int) -> int:
     return int(seed_sequence(seed, stream, *index).generate_state(1)[0] % 2**31)
 
 
-def torch_generator(seed: int, stream: str, *index: int) -> torch.Generator:
+def torch_generator(seed: int, stream: str, *index: int):
     """A CPU torch Generator for the named stream."""
+    import torch  # here, not at the top: analysis workers never need torch
+
     gen = torch.Generator()
     gen.manual_seed(int_seed(seed, stream, *index))
     return gen

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nnclust.config import lookup
-from nnclust.layers import WeightLayer
+from nnclust.weight_layer import WeightLayer
 
 
 def shuffle_all(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:

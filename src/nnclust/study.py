@@ -9,11 +9,11 @@ import numpy as np
 
 from nnclust import seeding
 from nnclust.graph import GraphError, build_graph
-from nnclust.layers import WeightLayer
 from nnclust.parallel import map_tasks
 from nnclust.shuffles import shuffle_layers, shuffle_method
 from nnclust.significance import shuffle_statistics
-from nnclust.spectral import Clustering, spectral_cluster
+from nnclust.spectral import cluster_embedding, spectral_cluster
+from nnclust.weight_layer import WeightLayer
 
 GRAPH_KEYS = ("normalize", "cnn_nodes")
 
@@ -26,17 +26,37 @@ def cluster_layers(
     return graph, spectral_cluster(graph.adjacency, num_clusters, seed=seed, n_init=n_init)
 
 
-def _shuffled_ncut(i: int, layers, method, seed, num_clusters, n_init, shuffle_bn, graph_options) -> float:
+def _shuffled_graph(i: int, layers, method, seed, shuffle_bn, graph_options):
     # Each shuffle draws from its own child stream, so results do not depend on
-    # how shuffles are spread over workers.
+    # how shuffles are spread over workers or batches.
     shuffled = shuffle_layers(layers, method, seeding.rng(seed, "shuffle", i), shuffle_bn)
     try:
-        graph = build_graph(shuffled, **graph_options)
+        return build_graph(shuffled, **graph_options)
     except GraphError as exc:
         raise GraphError(f"shuffle {i} ('{method}'): {exc}") from exc
-    return spectral_cluster(
-        graph.adjacency, num_clusters, seed=seeding.int_seed(seed, "shuffle_kmeans", i), n_init=n_init
-    ).ncut
+
+
+def _kmeans_seed(seed: int, i: int) -> int:
+    return seeding.int_seed(seed, "shuffle_kmeans", i)
+
+
+def _shuffled_ncuts(indices, num_clusters: int, n_init: int, **shuffle) -> list[float]:
+    out = []
+    for i in indices:
+        graph = _shuffled_graph(i, **shuffle)
+        out.append(spectral_cluster(graph.adjacency, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init).ncut)
+    return out
+
+
+def _shuffled_ncuts_batched(indices, num_clusters: int, n_init: int, device: str, **shuffle) -> list[float]:
+    from nnclust.spectral_torch import batched_spectral_embeddings  # torch only on this path
+
+    graphs = [_shuffled_graph(i, **shuffle) for i in indices]
+    embeddings = batched_spectral_embeddings([g.adjacency for g in graphs], num_clusters, device)
+    return [
+        cluster_embedding(g.adjacency, emb, vals, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init).ncut
+        for i, g, (vals, emb) in zip(indices, graphs, embeddings)
+    ]
 
 
 def shuffle_significance(
@@ -49,28 +69,42 @@ def shuffle_significance(
     shuffle_bn: bool = False,
     n_jobs: int = 1,
     progress: bool = True,
-    true_clustering: Clustering | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    scheduler_address: str | None = None,
     **graph_options,
 ) -> dict:
     """Cluster the network and `num_shuffles` shuffles of it; return `shuffle_statistics`.
 
-    Shuffle i uses the ``shuffle`` stream child i of `seed`; results are identical
-    for any `n_jobs`.
+    Shuffle i uses child i of the ``shuffle`` stream of `seed`, whatever runs it:
+    `n_jobs` local joblib workers, a Dask cluster at `scheduler_address`, or, with
+    ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU (k-means stays
+    on the CPU). The true network is always clustered on the CPU, exactly as the
+    clustering experiment does.
     """
     shuffle_method(method)  # fail on an unknown name before any work
     if num_shuffles < 2:
         raise ValueError(f"num_shuffles must be >= 2, got {num_shuffles}")
-    if true_clustering is None:
-        _, true_clustering = cluster_layers(layers, num_clusters, seed, n_init, **graph_options)
-    task = partial(
-        _shuffled_ncut,
-        layers=list(layers),
-        method=method,
-        seed=seed,
-        num_clusters=num_clusters,
-        n_init=n_init,
-        shuffle_bn=shuffle_bn,
-        graph_options=graph_options,
-    )
-    ncuts = map_tasks(task, range(num_shuffles), n_jobs=n_jobs, desc=f"{method} shuffles", progress=progress)
-    return shuffle_statistics(true_clustering.ncut, np.asarray(ncuts))
+    if device != "cpu" and not str(device).startswith("cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
+    _, true = cluster_layers(layers, num_clusters, seed, n_init, **graph_options)
+    shuffle = dict(layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options)
+    desc = f"{method} shuffles"
+    if device == "cpu":
+        # Chunks: the network is sent to a worker once per chunk, not per shuffle; at
+        # least 16 of them keep workers evenly loaded and the progress bar moving.
+        size = max(1, min(batch_size, num_shuffles // 16))
+        task = partial(_shuffled_ncuts, num_clusters=num_clusters, n_init=n_init, **shuffle)
+        chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
+        done = map_tasks(task, chunks, n_jobs, desc, progress, scheduler_address)
+    else:
+        task = partial(_shuffled_ncuts_batched, num_clusters=num_clusters, n_init=n_init, device=device, **shuffle)
+        chunks = [range(i, min(i + batch_size, num_shuffles)) for i in range(0, num_shuffles, batch_size)]
+        done = map_tasks(task, chunks, 1, desc, progress)
+    ncuts = [x for chunk in done for x in chunk]
+    return shuffle_statistics(true.ncut, np.asarray(ncuts))

@@ -1,0 +1,131 @@
+"""Shuffle studies and config grids give the same numbers wherever they run."""
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from nnclust.grid import expand_grid, run_grid
+from nnclust.layers import WeightLayer
+from nnclust.parallel import map_tasks
+from nnclust.spectral import spectral_embedding
+from nnclust.spectral_torch import batched_spectral_embeddings
+from nnclust.study import shuffle_significance
+
+MOONS = {
+    "dataset": {"name": "moons", "n_samples": 200},
+    "model": {"name": "mlp", "hidden": [12]},
+    "epochs": 2,
+    "batch_size": 32,
+    "progress": False,
+}
+
+
+def small_layers(seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = [(24, 10), (24, 24), (4, 24)]
+    out = []
+    for i, s in enumerate(shapes):
+        w = rng.normal(size=s)
+        w[rng.random(s) < 0.5] = 0
+        out.append(WeightLayer(f"l{i}.fc", "fc", w))
+    return out
+
+
+def random_graph(n, seed):
+    rng = np.random.default_rng(seed)
+    a = sp.triu(sp.random(n, n, density=0.1, random_state=rng), 1)
+    a = a + a.T + sp.diags(np.ones(n - 1), 1) + sp.diags(np.ones(n - 1), -1)
+    return sp.csr_matrix(a)
+
+
+def test_batched_torch_embeddings_match_the_scipy_path():
+    graphs = [random_graph(n, s) for s, n in enumerate([40, 55, 48])]  # padding to 55
+    batched = batched_spectral_embeddings(graphs, 5, "cpu")
+    for g, (vals, emb) in zip(graphs, batched):
+        ref_vals, ref_emb = spectral_embedding(g, 5, seed=0)
+        np.testing.assert_allclose(vals, ref_vals, atol=1e-10)
+        # the same invariant subspace: projecting one basis on the other loses nothing
+        q_ref, _ = np.linalg.qr(ref_emb * np.sqrt(np.asarray(g.sum(1))))
+        q, _ = np.linalg.qr(emb * np.sqrt(np.asarray(g.sum(1))))
+        np.testing.assert_allclose(np.linalg.svd(q_ref.T @ q, compute_uv=False), 1.0, atol=1e-8)
+
+
+def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
+    layers = small_layers()
+    cpu = shuffle_significance(layers, 4, 6, "nonzero", seed=3, progress=False)
+    # Run the GPU code path on the CPU: same graphs and k-means seeds, batched eigh.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    import nnclust.spectral_torch as spectral_torch
+
+    real = spectral_torch.batched_spectral_embeddings
+    monkeypatch.setattr(spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device: real(adjs, k, "cpu"))
+    batched = shuffle_significance(layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=4)
+    np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
+
+
+def test_device_errors_are_clear():
+    with pytest.raises(ValueError, match="device must be"):
+        shuffle_significance(small_layers(), 4, 3, device="tpu", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            shuffle_significance(small_layers(), 4, 3, device="cuda", progress=False)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("dask.distributed")
+    old = os.environ.get("PYTHONPATH")
+    # worker processes import nnclust and the experiment scripts from src/
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath("src"), old]))
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None, processes=True
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def test_dask_cluster_listens_on_loopback_and_matches_local(dask_cluster):
+    address = dask_cluster.scheduler_address
+    assert address.startswith("tcp://127.0.0.1:")
+    layers = small_layers(2)
+    local = shuffle_significance(layers, 4, 6, "all", seed=5, progress=False)
+    remote = shuffle_significance(layers, 4, 6, "all", seed=5, progress=False, scheduler_address=address)
+    assert remote == local
+    assert map_tasks(abs, [-3, 2, -1], scheduler_address=address, progress=False) == [3, 2, 1]
+
+
+def test_grid_rows_on_dask_match_local_runs(dask_cluster, tmp_path):
+    assert expand_grid({"seed": [1, 2], "epochs": [3, 4]})[1] == {"seed": 1, "epochs": 4}
+    grid = {"seed": [1, 2]}
+    local = run_grid("train_model", grid, MOONS, tmp_path / "local", progress=False)
+    remote = run_grid(
+        "train_model", grid, MOONS, tmp_path / "dask", progress=False, scheduler_address=dask_cluster.scheduler_address
+    )
+    assert [r for _, r in local] == [r for _, r in remote]
+    assert len({f for f, _ in remote}) == 2 and all(os.path.isdir(f) for f, _ in remote)
+
+
+def test_unreachable_scheduler_names_the_address(monkeypatch):
+    monkeypatch.setattr("nnclust.parallel.CONNECT_TIMEOUT", "1s")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        map_tasks(abs, [1], scheduler_address=f"tcp://127.0.0.1:{port}", progress=False)
+
+
+def test_bad_grid_and_script_names():
+    with pytest.raises(ValueError, match="non-empty lists"):
+        expand_grid({"seed": 3})
+    with pytest.raises(ValueError, match="unknown experiment 'train'"):
+        run_grid("train", {"seed": [1]})
