@@ -123,3 +123,23 @@ def test_fold_batch_norm_leaves_layers_without_bn_alone():
     w = np.ones((2, 2))
     assert fold_batch_norm([fc("a", w)])[0] is not None
     np.testing.assert_array_equal(fold_batch_norm([fc("a", w)])[0], w)
+
+
+@pytest.mark.parametrize("method", ["all", "nonzero"])
+def test_pattern_graphs_equal_build_graph(method):
+    from nnclust.graph import PatternGraphs
+    from nnclust.shuffles import shuffle_layers
+
+    rng = np.random.default_rng(4)
+    layers = []
+    for i, shape in enumerate([(9, 6), (7, 9), (3, 7)]):
+        w = rng.normal(size=shape)
+        w[rng.random(shape) < 0.4] = 0
+        layers.append(fc(f"l{i}", w, bn=rng.uniform(0.5, 2, shape[0]) if i == 0 else None))
+    graphs = PatternGraphs(layers)
+    for seed in range(4):
+        shuffled = shuffle_layers(layers, method, np.random.default_rng(seed))
+        fast, slow = graphs.build(shuffled), build_graph(shuffled)
+        np.testing.assert_array_equal(fast.keep, slow.keep)
+        assert (fast.adjacency != slow.adjacency).nnz == 0 and fast.adjacency.nnz == slow.adjacency.nnz
+    assert (graphs.build(layers).adjacency != build_graph(layers).adjacency).nnz == 0

@@ -171,6 +171,41 @@ def io_components(adj: sp.csr_matrix, group: np.ndarray) -> np.ndarray:
     return has_in[comp] & has_out[comp]
 
 
+def graph_blocks(layers: Sequence[WeightLayer], normalize: bool = True, cnn_nodes: str = "full"):
+    """(edge blocks, group names, number of input nodes) of the graph `build_graph` makes."""
+    if cnn_nodes not in CNN_NODE_SETS:
+        raise ValueError(f"cnn_nodes must be one of {list(CNN_NODE_SETS)}, got {cnn_nodes!r}")
+    layers = list(layers)
+    if not layers:
+        raise GraphError("a graph needs at least one weight layer")
+    check_chain(layers)
+    weights = fold_batch_norm(layers)
+    if normalize:
+        weights = relu_rescale(weights)
+    blocks = edge_blocks(layers, weights)
+    names = ["input"] + [lay.name for lay in layers]
+    n_inputs = layers[0].n_in
+    if cnn_nodes == "conv" and any(lay.kind == "conv" for lay in layers):
+        n_conv = sum(lay.kind == "conv" for lay in layers)
+        if n_conv < 2:
+            raise GraphError("cnn_nodes='conv' needs at least two conv layers; use cnn_nodes='full'")
+        blocks = blocks[1:n_conv]
+        names = names[1 : n_conv + 1]
+        n_inputs = layers[0].n_out
+    return blocks, names, n_inputs
+
+
+def graph_from_blocks(blocks: Sequence[np.ndarray], names: list[str], n_inputs: int) -> Graph:
+    adj, group = assemble(blocks, n_inputs)
+    keep = io_components(adj, group)
+    if not keep.any():
+        raise GraphError(
+            "no path joins an input to an output: the network is disconnected (pruned too far, or dead layers)"
+        )
+    adj = adj[keep][:, keep].tocsr()
+    return Graph(adjacency=adj, keep=keep, group=group, group_names=names)
+
+
 def build_graph(
     layers: Sequence[WeightLayer],
     normalize: bool = True,
@@ -191,31 +226,46 @@ def build_graph(
     Components that do not join an input node to an output node are dropped; `keep`
     records which nodes remain.
     """
-    if cnn_nodes not in CNN_NODE_SETS:
-        raise ValueError(f"cnn_nodes must be one of {list(CNN_NODE_SETS)}, got {cnn_nodes!r}")
-    layers = list(layers)
-    if not layers:
-        raise GraphError("a graph needs at least one weight layer")
-    check_chain(layers)
-    weights = fold_batch_norm(layers)
-    if normalize:
-        weights = relu_rescale(weights)
-    blocks = edge_blocks(layers, weights)
-    names = ["input"] + [lay.name for lay in layers]
-    n_inputs = layers[0].n_in
-    has_conv = any(lay.kind == "conv" for lay in layers)
-    if has_conv and cnn_nodes == "conv":
-        n_conv = sum(lay.kind == "conv" for lay in layers)
-        if n_conv < 2:
-            raise GraphError("cnn_nodes='conv' needs at least two conv layers; use cnn_nodes='full'")
-        blocks = blocks[1:n_conv]
-        names = names[1 : n_conv + 1]
-        n_inputs = layers[0].n_out
-    adj, group = assemble(blocks, n_inputs)
-    keep = io_components(adj, group)
-    if not keep.any():
-        raise GraphError(
-            "no path joins an input to an output: the network is disconnected (pruned too far, or dead layers)"
+    return graph_from_blocks(*graph_blocks(layers, normalize, cnn_nodes))
+
+
+class PatternGraphs:
+    """Graphs of networks that share one edge pattern, built by writing the new edge
+    values into the CSR structure of a reference graph.
+
+    Shuffles that keep the zero pattern ('nonzero', 'nonzero_resample', or any shuffle
+    of a dense network) only change edge values, so the sorting, symmetrising and
+    component search of `build_graph` need not be redone for each of them. Layers
+    whose pattern differs fall back to `build_graph`; the result is the same graph
+    either way.
+    """
+
+    def __init__(self, layers: Sequence[WeightLayer], normalize: bool = True, cnn_nodes: str = "full"):
+        self.options = {"normalize": normalize, "cnn_nodes": cnn_nodes}
+        blocks, self.names, self.n_inputs = graph_blocks(layers, **self.options)
+        self.patterns = [b != 0 for b in blocks]
+        self.reference = graph_from_blocks(blocks, self.names, self.n_inputs)
+        # Number the edges 1..E in the order `assemble` emits them, then read back where
+        # each lands in the kept, symmetric CSR matrix.
+        ids, start = [], 1
+        for p in self.patterns:
+            block = np.zeros(p.shape)
+            block[p] = np.arange(start, start + p.sum())
+            start += p.sum()
+            ids.append(block)
+        numbered = graph_from_blocks(ids, self.names, self.n_inputs).adjacency
+        numbered.sort_indices()
+        self._order = numbered.data.astype(np.int64) - 1
+        self._indices, self._indptr = numbered.indices, numbered.indptr
+
+    def build(self, layers: Sequence[WeightLayer]) -> Graph:
+        blocks, names, n_inputs = graph_blocks(layers, **self.options)
+        same = len(blocks) == len(self.patterns) and all(
+            b.shape == p.shape and np.array_equal(b != 0, p) for b, p in zip(blocks, self.patterns)
         )
-    adj = adj[keep][:, keep].tocsr()
-    return Graph(adjacency=adj, keep=keep, group=group, group_names=names)
+        if not same:
+            return graph_from_blocks(blocks, names, n_inputs)
+        values = np.concatenate([b[p] for b, p in zip(blocks, self.patterns)])
+        ref = self.reference
+        adj = sp.csr_matrix((values[self._order], self._indices, self._indptr), shape=ref.adjacency.shape)
+        return Graph(adjacency=adj, keep=ref.keep, group=ref.group, group_names=names)

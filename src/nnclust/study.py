@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 
 from nnclust import seeding
-from nnclust.graph import GraphError, build_graph
+from nnclust.graph import GraphError, PatternGraphs, build_graph
 from nnclust.parallel import map_tasks
 from nnclust.shuffles import shuffle_layers, shuffle_method
 from nnclust.significance import shuffle_statistics
@@ -26,12 +26,12 @@ def cluster_layers(
     return graph, spectral_cluster(graph.adjacency, num_clusters, seed=seed, n_init=n_init)
 
 
-def _shuffled_graph(i: int, layers, method, seed, shuffle_bn, graph_options):
+def _shuffled_graph(i: int, layers, method, seed, shuffle_bn, graph_options, graphs: PatternGraphs | None = None):
     # Each shuffle draws from its own child stream, so results do not depend on
     # how shuffles are spread over workers or batches.
     shuffled = shuffle_layers(layers, method, seeding.rng(seed, "shuffle", i), shuffle_bn)
     try:
-        return build_graph(shuffled, **graph_options)
+        return graphs.build(shuffled) if graphs is not None else build_graph(shuffled, **graph_options)
     except GraphError as exc:
         raise GraphError(f"shuffle {i} ('{method}'): {exc}") from exc
 
@@ -93,7 +93,10 @@ def shuffle_significance(
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
     _, true = cluster_layers(layers, num_clusters, seed, n_init, **graph_options)
-    shuffle = dict(layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options)
+    graphs = PatternGraphs(layers, **graph_options)
+    shuffle = dict(
+        layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
+    )
     desc = f"{method} shuffles"
     if device == "cpu":
         # Chunks: the network is sent to a worker once per chunk, not per shuffle; at
