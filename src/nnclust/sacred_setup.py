@@ -38,6 +38,20 @@ class _Shorten(logging.Filter):
         return True
 
 
+def _logger() -> logging.Logger:
+    """Sacred's console format ("INFO - name - message"), with long lines cut; each
+    experiment logs to a child of this logger."""
+    logger = logging.getLogger("nnclust")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+        handler.addFilter(_Shorten())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
 def make_experiment(name: str) -> Experiment:
     """A Sacred experiment whose named configs are the `configs/<name>.yaml` files.
 
@@ -45,9 +59,7 @@ def make_experiment(name: str) -> Experiment:
     Keys of a file that the experiment does not use are rejected by Sacred.
     """
     ex = Experiment(name, save_git_info=False)
-    logger = logging.getLogger(name)
-    logger.addFilter(_Shorten())
-    ex.logger = logger
+    ex.logger = _logger()
     ex.captured_out_filter = apply_backspaces_and_linefeeds
     prefix = f"{name}."
     for path in sorted(CONFIG_DIR.glob("*.yaml")):
@@ -60,9 +72,40 @@ def make_experiment(name: str) -> Experiment:
     return ex
 
 
-def run_commandline(ex: Experiment) -> None:
-    """Run from the command line, storing into the experiment's default run folder
-    unless ``-F <dir>`` names another one."""
-    if not any(a in _OBSERVER_FLAGS or a.startswith("--file_storage=") for a in sys.argv[1:]):
+def _pop_mongo_flag(argv: list[str]) -> tuple[list[str], str | None]:
+    """Remove Sacred's ``-m/--mongo_db`` option from `argv` and return its value.
+
+    We attach the Mongo observer ourselves: Sacred would store the option, with any
+    credentials in it, in every run record's command-line options.
+    """
+    out, spec, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-m", "--mongo_db") and i + 1 < len(argv):
+            spec, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--mongo_db="):
+            spec = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out, spec
+
+
+def run_commandline(ex: Experiment, argv: list[str] | None = None):
+    """Run from the command line.
+
+    Runs are stored in the experiment's default run folder unless ``-F <dir>`` names
+    another one, and also in MongoDB with ``-m HOST:PORT:DB`` or when $NNCLUST_MONGO
+    names a store. The folder copy is kept either way, so a MongoDB outage during a
+    run loses nothing (`python -m nnclust.mongo_import` uploads such runs later).
+    """
+    from nnclust import mongo
+
+    argv, spec = _pop_mongo_flag(list(sys.argv if argv is None else argv))
+    spec = spec or mongo.store_from_env()
+    if not any(a in _OBSERVER_FLAGS or a.startswith("--file_storage=") for a in argv[1:]):
         ex.observers.append(FileStorageObserver(str(runs.run_dir(ex.path))))
-    ex.run_commandline()
+    if spec:
+        ex.observers.append(mongo.observer(spec))
+    return ex.run_commandline(argv)

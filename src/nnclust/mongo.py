@@ -1,0 +1,123 @@
+"""MongoDB run storage: URLs, a checked connection, the observer, and GridFS artifacts.
+
+A store is named by a URL with its database, ``mongodb://127.0.0.1:27017/nnclust``,
+or Sacred's short form ``127.0.0.1:27017:nnclust``. Credentials in a URL are never
+written into configs, run records or messages: `redact` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+ENV_VAR = "NNCLUST_MONGO"
+DEFAULT_DB = "nnclust"
+PING_TIMEOUT_MS = 3000
+_SHORT = re.compile(r"^(?P<host>[\w.\-]+):(?P<port>\d+)(?::(?P<db>[\w\-]+))?$")
+_CREDS = re.compile(r"(^|//)[^@/]*@")
+
+
+class MongoUnavailableError(ConnectionError):
+    """The MongoDB server cannot be reached."""
+
+
+def redact(url: str) -> str:
+    """The URL with any ``user:password@`` replaced by ``***@``."""
+    return _CREDS.sub(r"\1***@", str(url))
+
+
+def parse(spec: str) -> tuple[str, str]:
+    """(client URL, database name) of a store spec."""
+    spec = str(spec).strip()
+    m = _SHORT.match(spec)
+    if m:
+        return f"mongodb://{m['host']}:{m['port']}", m["db"] or DEFAULT_DB
+    if spec.startswith(("mongodb://", "mongodb+srv://")):
+        scheme, rest = spec.split("://", 1)
+        hosts, _, tail = rest.partition("/")
+        db, _, query = tail.partition("?")
+        url = f"{scheme}://{hosts}/" + (f"?{query}" if query else "")
+        return url, db or DEFAULT_DB
+    raise ValueError(
+        f"cannot read MongoDB store {redact(spec)!r}; use mongodb://HOST:PORT/DB or HOST:PORT:DB "
+        f"(e.g. 127.0.0.1:27017:{DEFAULT_DB})"
+    )
+
+
+def client(spec: str):
+    """A pymongo client that has answered a ping, or a MongoUnavailableError."""
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    url, _ = parse(spec)
+    c = pymongo.MongoClient(url, serverSelectionTimeoutMS=PING_TIMEOUT_MS, connectTimeoutMS=PING_TIMEOUT_MS)
+    try:
+        c.admin.command("ping")
+    except PyMongoError as exc:
+        c.close()
+        raise MongoUnavailableError(
+            f"cannot reach MongoDB at {redact(url)} ({type(exc).__name__}). Start the project's server "
+            "with `make mongo-up`, or fix the URL."
+        ) from None
+    return c
+
+
+def connect(spec: str):
+    """The database of a store spec, after a successful ping."""
+    _, db = parse(spec)
+    return client(spec)[db]
+
+
+def observer(spec: str):
+    """A Sacred MongoObserver for the store (checked reachable first)."""
+    from sacred.observers import MongoObserver
+
+    url, db = parse(spec)
+    client(spec).close()
+    return MongoObserver(url=url, db_name=db)
+
+
+def store_from_env() -> str | None:
+    return os.environ.get(ENV_VAR) or None
+
+
+def artifact_from_ref(ref: str, cache: str | os.PathLike = "models/mongo") -> Path:
+    """Fetch a run's checkpoint from GridFS: ``mongo:<db>:<run id>`` (store from
+    $NNCLUST_MONGO or 127.0.0.1:27017) or ``mongo:<host>:<port>:<db>:<run id>``."""
+    import gridfs
+
+    from nnclust import runs
+
+    parts = ref.split(":")[1:]
+    if len(parts) == 2:
+        store = store_from_env() or f"127.0.0.1:27017:{parts[0]}"
+        url, _ = parse(store)
+        db_name, run_id = parts
+        spec = f"{url.rstrip('/')}/{db_name}"
+    elif len(parts) == 4:
+        spec, run_id, db_name = ":".join(parts[:3]), parts[3], parts[2]
+    else:
+        raise ValueError(f"cannot read {ref!r}; use mongo:<db>:<run id> or mongo:<host>:<port>:<db>:<run id>")
+    try:
+        run_id = int(run_id)
+    except ValueError:
+        raise ValueError(f"run id in {ref!r} must be an integer") from None
+    db = connect(spec)
+    run = db.runs.find_one({"_id": run_id})
+    if run is None:
+        raise runs.RunReferenceError(f"no run {run_id} in MongoDB database {db_name!r}")
+    artifacts = {a["name"]: a["file_id"] for a in run.get("artifacts", [])}
+    for name in (runs.PRUNED_MODEL, runs.UNPRUNED_MODEL):
+        if name in artifacts:
+            target = Path(cache) / db_name / str(run_id) / name
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".part")
+                tmp.write_bytes(gridfs.GridFS(db).get(artifacts[name]).read())
+                tmp.replace(target)
+            return target
+    upstream = (run.get("config") or {}).get("model")
+    if upstream:
+        return runs.resolve_model(upstream)
+    raise runs.RunReferenceError(f"MongoDB run {run_id} in {db_name!r} has no checkpoint artifact and names no model")
