@@ -101,3 +101,25 @@ def test_runs_table_filters_and_config_diff(folder_store):
 
 def test_flatten_keeps_lists_whole():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": {}}) == {"a.b": 1, "a.c": [1, 2], "d": {}}
+
+
+def test_long_metric_series_are_downsampled_but_history_is_whole():
+    from nnclust.metric_log import DownsampledLog
+
+    class Sink:
+        def __init__(self):
+            self.steps = []
+
+        def log_scalar(self, name, value, step):
+            self.steps.append(step)
+
+    sink = Sink()
+    log = DownsampledLog(sink, max_points=100)
+    for step in range(1000):
+        log("loss", float(step), step)
+    # all of [0, 100), one in 2 of [100, 200), one in 4 of [200, 400), one in 8 of [400, 800), one in 16 after
+    expected = [*range(100), *range(100, 200, 2), *range(200, 400, 4), *range(400, 800, 8), *range(800, 1000, 16)]
+    assert sink.steps == expected
+    assert log.history["loss"] == [float(s) for s in range(1000)]
+    with pytest.raises(ValueError, match="max_points"):
+        DownsampledLog(sink, max_points=0)

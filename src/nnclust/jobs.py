@@ -18,6 +18,7 @@ from nnclust.checkpoint import save_checkpoint
 from nnclust.config import check_keys, plain
 from nnclust.data import load_dataset
 from nnclust.layers import extract_layers
+from nnclust.metric_log import DownsampledLog
 from nnclust.models import build_model
 from nnclust.pruning import SCOPES
 from nnclust.study import GRAPH_KEYS, cluster_layers, shuffle_significance
@@ -77,11 +78,8 @@ def train_job(
     net = build_model(model, data.input_shape, data.num_classes)
     arch = {"model": dict(model), "input_shape": list(data.input_shape), "num_classes": data.num_classes}
     tmp = _scratch("train-")
-    history: dict[str, list[float]] = {}
-
-    def log(name, value, step):
-        history.setdefault(name, []).append(value)
-        run.log_scalar(name, value, step)
+    log = DownsampledLog(run)
+    history = log.history
 
     dense = {}
 
