@@ -23,15 +23,25 @@ def config():
     lr_decay = 1.0  # learning rate multiplied by this after each epoch
     # Zhu & Gupta schedule over the last num_pruning_epochs epochs; 0 = no pruning.
     pruning = {"final_sparsity": 0.0, "num_pruning_epochs": 0, "scope": "layer", "schedule": "polynomial"}
+    cluster_gradient = False  # add the clusterability regularizer to the loss
+    # term = lambda * mean of Laplacian eigenvalues 2..num_eigs+1, applied every `frequency` steps;
+    # normalize rescales hidden units (ReLU symmetry) before each application
+    cluster_gradient_config = {"lambda": 0.01, "num_eigs": 3, "frequency": 1, "normalize": True}
     device = "cpu"
     progress = True
 
 
+# Every key is a named parameter: Sacred then lets nested keys that a model or dataset
+# option needs be added (our own check rejects the unknown ones, naming them).
 @ex.main
-def main(_run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning, device, progress):
+def main(
+    _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
+    cluster_gradient, cluster_gradient_config, device, progress,
+):  # fmt: skip
     return train_job(
-        _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning, device, progress
-    )
+        _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
+        device, progress, cluster_gradient, cluster_gradient_config,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -112,3 +112,14 @@ def test_bad_model_reference_is_a_clear_error(tmp_path):
         run_exp(spectral_cluster_model, tmp_path, model=str(tmp_path / "missing"))
     with pytest.raises(runs.RunReferenceError, match="no model given"):
         run_exp(shuffle_and_cluster, tmp_path, progress=False)
+
+
+def test_training_with_the_clusterability_term_logs_it(tmp_path):
+    config = {**MOONS, "cluster_gradient": True, "cluster_gradient_config": {"lambda": 0.1, "num_eigs": 2}}
+    run, folder = run_exp(train_model, tmp_path, **config)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["cluster_term"]["values"]) == 6 and all(v > 0 for v in metrics["cluster_term"]["values"])
+    plain_run, _ = run_exp(train_model, tmp_path, **MOONS)
+    assert "cluster_term" not in json.loads((tmp_path / str(plain_run._id) / "metrics.json").read_text())
+    with pytest.raises(ValueError, match="lambda"):
+        run_exp(train_model, tmp_path, **{**config, "cluster_gradient_config": {"lambda": -1}})

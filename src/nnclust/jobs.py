@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnclust import plots, runs, seeding
+from nnclust import plots, regularizers, runs, seeding
 from nnclust.checkpoint import save_checkpoint
 from nnclust.config import check_keys, plain
 from nnclust.data import load_dataset
@@ -63,9 +63,19 @@ def train_job(
     pruning: dict,
     device: str = "cpu",
     progress: bool = True,
+    cluster_gradient: bool = False,
+    cluster_gradient_config: dict | None = None,
 ) -> dict:
-    """Train (and prune) a model; store dense and pruned checkpoints and curves."""
+    """Train (and prune) a model; store dense and pruned checkpoints and curves.
+
+    With `cluster_gradient`, the clusterability regularizer (`cluster_gradient_config`:
+    lambda, num_eigs, frequency, normalize) is added to the loss and its value is
+    logged per epoch as ``cluster_term``.
+    """
     dataset, model, optimizer, pruning = plain([dataset, model, optimizer, pruning])
+    regularizer = None
+    if cluster_gradient:
+        regularizer = regularizers.from_config(plain(cluster_gradient_config or {}))
     check_keys("pruning", pruning, PRUNING_KEYS)
     pruning = {"final_sparsity": 0.0, "num_pruning_epochs": 0, "scope": "layer", "schedule": "polynomial", **pruning}
     if pruning["scope"] not in SCOPES:
@@ -90,9 +100,12 @@ def train_job(
     pruner = MagnitudePruning(
         pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense
     )
+    if regularizer is not None and regularizer.normalize:
+        regularizers.rescale_hidden_units(net)  # so that the first application sees normalized units too
+    callbacks = [pruner] if regularizer is None else [pruner, regularizer]  # rescale after pruning
     train(
         net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr_decay=lr_decay,
-        seed=seed, callbacks=[pruner], log=log, progress=progress, device=device,
+        seed=seed, callbacks=callbacks, log=log, progress=progress, device=device,
     )  # fmt: skip
     test_loss, test_acc = evaluate(net, data.x_test, data.y_test)
     net.cpu()

@@ -1,0 +1,39 @@
+"""Regularizer registry: the config's ``regularizer.name`` picks a builder of a training callback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nnclust.config import lookup
+from nnclust.regularizers.clusterability import (
+    ClusterabilityRegularizer,
+    LaplacianEigensolver,
+    clusterability_loss,
+    from_config,
+    laplacian_eigenvalues,
+    rescale_hidden_units,
+    weight_graph_edges,
+)
+
+# name -> builder taking the section's other keys as a dict
+REGULARIZERS = {"clusterability": from_config}
+
+
+def build_regularizer(spec: Mapping):
+    """The callback that ``{"name": ..., **options}`` describes; an unknown name is a
+    ValueError listing the valid ones."""
+    spec = dict(spec)
+    return lookup("regularizer", REGULARIZERS, spec.pop("name", None))(spec)
+
+
+__all__ = [
+    "REGULARIZERS",
+    "ClusterabilityRegularizer",
+    "LaplacianEigensolver",
+    "build_regularizer",
+    "clusterability_loss",
+    "from_config",
+    "laplacian_eigenvalues",
+    "rescale_hidden_units",
+    "weight_graph_edges",
+]
