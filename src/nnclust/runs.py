@@ -49,17 +49,19 @@ def _read_json(path: Path) -> dict:
 def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
     """The checkpoint file that `ref` designates.
 
-    `ref` is a checkpoint file, or a run folder (``training_runs/7``): a training
-    run gives its pruned checkpoint (its dense one when it did not prune); a
-    clustering or shuffle run forwards to the model in its own config.
+    `ref` is a checkpoint file, a run folder (``training_runs/7``) or a MongoDB run
+    (``mongo:<db>:<id>`` or ``mongo:<host>:<port>:<db>:<id>``, fetched from GridFS
+    into ``models/mongo/``): a training run gives its pruned checkpoint (its dense
+    one when it did not prune); a clustering or shuffle run forwards to the model in
+    its own config.
     """
     if ref is None or str(ref).strip() == "":
         raise RunReferenceError("no model given: pass model=<checkpoint file> or model=training_runs/<id>")
     ref_s = str(ref)
     if ref_s.startswith("mongo:"):
-        raise RunReferenceError(
-            f"model reference {ref_s!r} names a MongoDB run; this build reads run folders and checkpoint files only"
-        )
+        from nnclust.mongo import artifact_from_ref
+
+        return artifact_from_ref(ref_s)
     path = Path(ref_s).expanduser()
     if path.is_file():
         return path
@@ -79,7 +81,7 @@ def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
         raise RunReferenceError(f"'{path}' is a folder but not a run folder (no run.json or config.json)")
     raise RunReferenceError(
         f"model reference '{ref_s}' is neither a checkpoint file nor a run folder; "
-        "use model=<file.pt> or model=training_runs/<id>"
+        "use model=<file.pt>, model=training_runs/<id> or model=mongo:<db>:<id>"
     )
 
 
