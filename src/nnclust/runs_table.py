@@ -139,3 +139,25 @@ def config_diff(runs: pd.DataFrame, a, b) -> pd.DataFrame:
         if not _same(va, vb):
             out[key] = {a: va, b: vb}
     return pd.DataFrame.from_dict(out, orient="index")
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print runs from folder stores or MongoDB as a table.")
+    parser.add_argument("sources", nargs="+", help="run folders (training_runs ...) or mongodb://HOST:PORT/DB")
+    parser.add_argument("--experiment")
+    parser.add_argument("--status")
+    parser.add_argument("--columns", default="run_id,experiment,status", help="comma-separated; 'all' for every one")
+    args = parser.parse_args(argv)
+    df = load_runs(args.sources, args.experiment, args.status)
+    if args.columns != "all" and not df.empty:
+        wanted = [c for c in args.columns.split(",") if c in df.columns]
+        wanted += [c for c in df.columns if c.startswith("result.") and not isinstance(df[c].iloc[0], list)]
+        df = df[wanted]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df.to_string(index=False) if not df.empty else "no runs")
+
+
+if __name__ == "__main__":
+    main()
