@@ -18,7 +18,8 @@ def config():
     num_shuffles = 100
     shuffle_method = "all"
     shuffle_bn = False  # also permute batch-norm scales among units
-    n_init = 10
+    n_init = 50  # k-means++ starts for the network itself (as spectral_cluster_model)
+    shuffle_n_init = 10  # and for each shuffle
     n_jobs = 1  # joblib workers for the shuffles (-1: all cores)
     scheduler_address = None  # e.g. "tcp://127.0.0.1:8786": run the shuffles on that Dask cluster
     device = "cpu"  # "cuda": batch the shuffles' eigenproblems on the GPU
@@ -41,6 +42,7 @@ def main(_run, _seed, _config):
         cfg["shuffle_method"],
         cfg["shuffle_bn"],
         cfg["n_init"],
+        cfg["shuffle_n_init"],
         cfg["graph"],
         cfg["plot"],
         **settings,

@@ -15,7 +15,7 @@ ex = make_experiment("spectral_cluster_model")
 def config():
     model = None  # checkpoint file or run folder (training_runs/<id>)
     num_clusters = 12
-    n_init = 10  # k-means++ starts; the lowest inertia wins, as in scikit-learn
+    n_init = 50  # k-means++ starts; the lowest inertia wins, as in scikit-learn
     graph = {"normalize": True, "cnn_nodes": "full"}  # cnn_nodes: "full" or "conv"
     plot = True
 

@@ -160,6 +160,7 @@ def shuffle_job(
     shuffle_method: str,
     shuffle_bn: bool,
     n_init: int,
+    shuffle_n_init: int,
     graph: dict,
     plot: bool = True,
     **parallel,
@@ -174,7 +175,7 @@ def shuffle_job(
     path, ckpt = runs.load_model_ref(model)
     stats = shuffle_significance(
         extract_layers(ckpt), num_clusters, num_shuffles, shuffle_method, seed=seed, n_init=n_init,
-        shuffle_bn=shuffle_bn, **parallel, **graph,
+        shuffle_n_init=shuffle_n_init, shuffle_bn=shuffle_bn, **parallel, **graph,
     )  # fmt: skip
     if plot:
         tmp = _scratch("shuffle-")
