@@ -533,18 +533,22 @@ def stop_mongod(handle_or_home: MongoHandle | Path | str | None = None) -> bool:
     `.services/mongo`). Removes the pid file. Returns whether a process was stopped; stopping
     a server that is not running does nothing.
     """
-    if isinstance(handle_or_home, MongoHandle):
+    return _stop_by_pid(handle_or_home, MongoHandle, MONGO_HOME, "mongod.pid", _is_mongod)
+
+
+def _stop_by_pid(handle_or_home, handle_type, default_home: Path, pidfile_name: str, is_ours) -> bool:
+    """Stop the server of a handle, or of the pid file in a home folder; True if one was running."""
+    if isinstance(handle_or_home, handle_type):
         pid, pidfile = handle_or_home.pid, handle_or_home.pidfile
     else:
-        home = Path(handle_or_home) if handle_or_home is not None else MONGO_HOME
-        pidfile = home / "mongod.pid"
+        pidfile = Path(handle_or_home if handle_or_home is not None else default_home) / pidfile_name
         pid = _read_pid(pidfile)
         if pid is None:
             _remove_pidfile(pidfile)
             return False
-    # A pid may be reused once its process is gone: only a live mongod is signalled.
+    # A pid may be reused once its process is gone: only a live process of ours is signalled.
     stopped = False
-    if _pid_alive(pid) and _is_mongod(_cmdline(pid)):
+    if _pid_alive(pid) and is_ours(_cmdline(pid)):
         _terminate(pid)
         stopped = True
     _remove_pidfile(pidfile, pid)
@@ -737,21 +741,7 @@ def stop_omniboard(handle_or_home: OmniboardHandle | Path | str | None = None) -
     Takes the handle from `start_omniboard` or the home folder of its pid file (default
     `.services/omniboard`). Returns whether a process was stopped; safe to call when none runs.
     """
-    if isinstance(handle_or_home, OmniboardHandle):
-        pid, pidfile = handle_or_home.pid, handle_or_home.pidfile
-    else:
-        home = Path(handle_or_home) if handle_or_home is not None else OMNIBOARD_HOME
-        pidfile = home / "omniboard.pid"
-        pid = _read_pid(pidfile)
-        if pid is None:
-            _remove_pidfile(pidfile)
-            return False
-    stopped = False
-    if _pid_alive(pid) and _is_omniboard(_cmdline(pid)):
-        _terminate(pid)
-        stopped = True
-    _remove_pidfile(pidfile, pid)
-    return stopped
+    return _stop_by_pid(handle_or_home, OmniboardHandle, OMNIBOARD_HOME, "omniboard.pid", _is_omniboard)
 
 
 # --------------------------------------------------------------------------- command line
