@@ -253,7 +253,8 @@ class PatternGraphs:
             block[p] = np.arange(start, start + p.sum())
             start += p.sum()
             ids.append(block)
-        numbered = graph_from_blocks(ids, self.names, self.n_inputs).adjacency
+        keep = self.reference.keep
+        numbered = assemble(ids, self.n_inputs)[0][keep][:, keep].tocsr()
         numbered.sort_indices()
         self._order = numbered.data.astype(np.int64) - 1
         self._indices, self._indptr = numbered.indices, numbered.indptr

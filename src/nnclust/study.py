@@ -100,8 +100,8 @@ def shuffle_significance(
 
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
-    _, true = cluster_layers(layers, num_clusters, seed, n_init, **graph_options)
-    graphs = PatternGraphs(layers, **graph_options)
+    graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
+    true = spectral_cluster(graphs.reference.adjacency, num_clusters, seed, n_init)
     shuffle = dict(
         layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
     )
@@ -111,13 +111,12 @@ def shuffle_significance(
         # least 16 of them keep workers evenly loaded and the progress bar moving.
         size = max(1, min(batch_size, num_shuffles // 16))
         task = partial(_shuffled_ncuts, num_clusters=num_clusters, n_init=shuffle_n_init, **shuffle)
-        chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
-        done = map_tasks(task, chunks, n_jobs, desc, progress, scheduler_address)
     else:
+        size, n_jobs, scheduler_address = batch_size, 1, None  # one process drives the GPU
         task = partial(
             _shuffled_ncuts_batched, num_clusters=num_clusters, n_init=shuffle_n_init, device=device, **shuffle
         )
-        chunks = [range(i, min(i + batch_size, num_shuffles)) for i in range(0, num_shuffles, batch_size)]
-        done = map_tasks(task, chunks, 1, desc, progress)
+    chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
+    done = map_tasks(task, chunks, n_jobs, desc, progress, scheduler_address)
     ncuts = [x for chunk in done for x in chunk]
     return shuffle_statistics(true.ncut, np.asarray(ncuts))
