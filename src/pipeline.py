@@ -15,18 +15,14 @@ import shuffle_and_cluster
 import spectral_cluster_model
 import train_model
 from nnclust import runs
+from nnclust.sacred_setup import run_in_process
 
 SHUFFLE_METHODS = ("all", "nonzero")
 
 
 def _run(module, root: Path, config: dict, named=()):
-    ex = module.ex
-    folder = runs.run_dir(ex.path, root)
-    ex.observers[:] = [FileStorageObserver(str(folder))]
-    try:
-        run = ex.run(config_updates=config, named_configs=list(named))
-    finally:
-        ex.observers[:] = []
+    folder = runs.run_dir(module.ex.path, root)
+    run = run_in_process(module.ex, [FileStorageObserver(str(folder))], config, named)
     return run, folder / str(run._id)
 
 

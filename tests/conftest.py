@@ -46,11 +46,6 @@ def train(folder: Path, seed: int = 0, **overrides) -> tuple[RecordingRun, dict]
     return run, result
 
 
-@pytest.fixture
-def recording_run(tmp_path):
-    return RecordingRun(tmp_path / "run")
-
-
 @pytest.fixture(scope="session")
 def pruned_digits_mlp(tmp_path_factory) -> tuple[RecordingRun, dict]:
     """A 64-64-64-10 MLP trained on digits and pruned to 90% (a few seconds)."""

@@ -12,6 +12,7 @@ import shuffle_and_cluster
 import spectral_cluster_model
 import train_model
 from nnclust import runs
+from nnclust.sacred_setup import run_in_process
 
 MOONS = {
     "dataset": {"name": "moons", "n_samples": 300, "noise": 0.1},
@@ -24,12 +25,7 @@ MOONS = {
 
 
 def run_exp(module, folder, seed=1, **config):
-    ex = module.ex
-    ex.observers[:] = [FileStorageObserver(str(folder))]
-    try:
-        run = ex.run(config_updates={**config, "seed": seed})
-    finally:
-        ex.observers[:] = []
+    run = run_in_process(module.ex, [FileStorageObserver(str(folder))], {**config, "seed": seed})
     return run, folder / str(run._id)
 
 

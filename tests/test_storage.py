@@ -10,7 +10,7 @@ import spectral_cluster_model
 import train_model
 from nnclust import mongo
 from nnclust.runs_table import config_diff, flatten, load_runs
-from nnclust.sacred_setup import _pop_mongo_flag
+from nnclust.sacred_setup import _pop_mongo_flag, run_in_process
 
 MOONS = {
     "dataset": {"name": "moons", "n_samples": 200},
@@ -59,11 +59,7 @@ def test_unreachable_mongo_names_the_url_and_the_fix(monkeypatch):
 
 
 def _run(module, folder, **config):
-    module.ex.observers[:] = [FileStorageObserver(str(folder))]
-    try:
-        return module.ex.run(config_updates=config)
-    finally:
-        module.ex.observers[:] = []
+    return run_in_process(module.ex, [FileStorageObserver(str(folder))], config)
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,9 @@ def _run_row(task: tuple[str, dict, str]) -> tuple[str, dict]:
     from sacred.observers import FileStorageObserver
 
     script, config, folder = task
-    ex = importlib.import_module(script).ex
-    ex.observers[:] = [FileStorageObserver(folder)]
-    try:
-        run = ex.run(config_updates=config)
-    finally:
-        ex.observers[:] = []
+    from nnclust.sacred_setup import run_in_process
+
+    run = run_in_process(importlib.import_module(script).ex, [FileStorageObserver(folder)], config)
     return str(Path(folder) / str(run._id)), run.result
 
 

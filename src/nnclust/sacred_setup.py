@@ -72,6 +72,19 @@ def make_experiment(name: str) -> Experiment:
     return ex
 
 
+def run_in_process(ex: Experiment, observers: list, config_updates: dict | None = None, named_configs=()):
+    """``ex.run(...)`` with exactly `observers` attached for this run, then none again.
+
+    Experiments are module-level objects; restoring their observer list keeps one run's
+    storage from leaking into the next run in the same process.
+    """
+    ex.observers[:] = list(observers)
+    try:
+        return ex.run(config_updates=dict(config_updates or {}), named_configs=list(named_configs))
+    finally:
+        ex.observers[:] = []
+
+
 def _pop_mongo_flag(argv: list[str]) -> tuple[list[str], str | None]:
     """Remove Sacred's ``-m/--mongo_db`` option from `argv` and return its value.
 

@@ -22,6 +22,7 @@ import train_model
 from nnclust import mongo
 from nnclust.mongo_import import import_run
 from nnclust.runs_table import load_runs
+from nnclust.sacred_setup import run_in_process
 from nnclust.servers import start_mongod, stop_mongod
 
 from .conftest import free_port
@@ -39,11 +40,7 @@ MOONS = {
 
 
 def run_with(module, observers, **config):
-    module.ex.observers[:] = observers
-    try:
-        return module.ex.run(config_updates=config)
-    finally:
-        module.ex.observers[:] = []
+    return run_in_process(module.ex, observers, config)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import pytest
 
 import train_model
 from nnclust import mongo, servers
+from nnclust.sacred_setup import run_in_process
 
 from .conftest import free_port
 
@@ -206,12 +207,7 @@ def run_table(dom: str) -> tuple[list[str], list[dict[str, str]], list[str]]:
 def stored_run(mongod):
     """A finished train_model run, stored by the Mongo observer in a database of its own."""
     db = f"browser_{uuid.uuid4().hex[:12]}"
-    ex = train_model.ex
-    ex.observers[:] = [mongo.observer(f"{mongod.url}/{db}")]
-    try:
-        run = ex.run(config_updates=TINY_RUN)
-    finally:
-        ex.observers[:] = []
+    run = run_in_process(train_model.ex, [mongo.observer(f"{mongod.url}/{db}")], TINY_RUN)
     assert run.status == "COMPLETED"
     assert isinstance(run._id, int)
     return {"db": db, "id": run._id, "status": run.status}
