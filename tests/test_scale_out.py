@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from nnclust.graph import build_graph
 from nnclust.grid import expand_grid, run_grid
 from nnclust.layers import WeightLayer
 from nnclust.parallel import map_tasks
@@ -24,9 +25,8 @@ MOONS = {
 }
 
 
-def small_layers(seed=0):
+def small_layers(seed=0, shapes=((24, 10), (24, 24), (4, 24))):
     rng = np.random.default_rng(seed)
-    shapes = [(24, 10), (24, 24), (4, 24)]
     out = []
     for i, s in enumerate(shapes):
         w = rng.normal(size=s)
@@ -54,6 +54,25 @@ def test_batched_torch_embeddings_match_the_scipy_path():
         np.testing.assert_allclose(np.linalg.svd(q_ref.T @ q, compute_uv=False), 1.0, atol=1e-8)
 
 
+def test_batched_gram_embeddings_match_the_scipy_path():
+    shapes = [
+        ((24, 10), (24, 24), (4, 24)),
+        ((30, 12), (20, 30), (5, 20)),  # padding to the largest of each side
+        ((3, 40), (2, 3)),  # a 5-node small side: too few for 6 eigenvectors, solved on the CPU
+    ]
+    graphs = [build_graph(small_layers(seed, shape)) for seed, shape in enumerate(shapes)]
+    batched = batched_spectral_embeddings([g.adjacency for g in graphs], 6, "cpu", sides=[g.sides for g in graphs])
+    for g, (vals, emb) in zip(graphs, batched):
+        ref_vals, ref_emb = spectral_embedding(g.adjacency, 6, seed=0)
+        np.testing.assert_allclose(vals, ref_vals, atol=1e-10)
+        if vals[-1] < 1 - 1e-6:  # distinct eigenvalues: the embedding itself is unique
+            np.testing.assert_allclose(emb, ref_emb, atol=1e-8)
+    with pytest.raises(ValueError, match="not a bipartition"):
+        batched_spectral_embeddings(
+            [graphs[0].adjacency], 6, "cpu", sides=[~graphs[0].sides & (np.arange(graphs[0].n_kept) > 0)]
+        )
+
+
 def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
     layers = small_layers()
     cpu = shuffle_significance(layers, 4, 6, "nonzero", seed=3, progress=False)
@@ -62,7 +81,9 @@ def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
     import nnclust.spectral_torch as spectral_torch
 
     real = spectral_torch.batched_spectral_embeddings
-    monkeypatch.setattr(spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device: real(adjs, k, "cpu"))
+    monkeypatch.setattr(
+        spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device, sides: real(adjs, k, "cpu", sides)
+    )
     batched = shuffle_significance(layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=4)
     np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
 

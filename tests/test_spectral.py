@@ -63,6 +63,58 @@ def test_embedding_eigenvalues_match_a_dense_laplacian(n):
     assert emb.shape == (n, 4)
 
 
+def random_bipartite(n_rows, n_cols, density, seed):
+    """A connected bipartite graph: rows 0..n_rows-1 on one side, the rest on the other."""
+    rng = np.random.default_rng(seed)
+    b = sp.random(n_rows, n_cols, density=density, random_state=rng, data_rvs=lambda k: rng.uniform(0.1, 1, k))
+    # a zig-zag path through both sides keeps it connected
+    steps = np.arange(max(n_rows, n_cols))
+    b = b + sp.coo_matrix((np.ones(steps.size), (steps % n_rows, steps % n_cols)), shape=b.shape)
+    b = b + sp.coo_matrix((np.ones(steps.size), ((steps + 1) % n_rows, steps % n_cols)), shape=b.shape)
+    a = sp.bmat([[None, b], [b.T, None]]).tocsr()
+    return a, np.arange(n_rows + n_cols) >= n_rows
+
+
+# dense Gram (small side), dense Gram (full block), Lanczos on the Gram operator
+@pytest.mark.parametrize("n_rows, n_cols, density", [(300, 200, 0.05), (900, 600, 0.6), (1100, 700, 0.02)])
+def test_bipartite_embedding_equals_the_general_one(n_rows, n_cols, density):
+    a, sides = random_bipartite(n_rows, n_cols, density, seed=n_cols)
+    vals, emb = spectral_embedding(a, 6, seed=0, sides=sides)
+    ref_vals, ref_emb = spectral_embedding(a, 6, seed=0)
+    d = np.asarray(a.sum(1)).ravel()
+    lap = np.eye(a.shape[0]) - a.toarray() / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(vals, np.linalg.eigvalsh(lap)[:6], atol=1e-10)
+    np.testing.assert_allclose(vals, ref_vals, atol=1e-10)
+    # D^1/2 emb has orthonormal columns that satisfy L x = lambda x
+    x = emb * np.sqrt(d)[:, None]
+    np.testing.assert_allclose(x.T @ x, np.eye(6), atol=1e-8)
+    np.testing.assert_allclose(lap @ x, x * vals, atol=1e-7)
+    # the eigenvalues are distinct, so the embeddings agree column by column (signs are fixed)
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-6)
+    # either side may be given as True
+    np.testing.assert_allclose(spectral_embedding(a, 6, seed=0, sides=~sides)[1], emb, atol=1e-10)
+
+
+def test_bipartite_path_falls_back_when_the_small_side_is_too_small():
+    # 5 nodes on the small side give M only 5 nonzero singular values; the 6th wanted
+    # eigenvalue of M is 0, which B^T B cannot give
+    a, sides = random_bipartite(60, 5, 0.5, seed=1)
+    vals, _ = spectral_embedding(a, 6, seed=0, sides=sides)
+    d = np.asarray(a.sum(1)).ravel()
+    lap = np.eye(a.shape[0]) - a.toarray() / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(vals, np.linalg.eigvalsh(lap)[:6], atol=1e-10)
+    assert vals[-1] == pytest.approx(1.0)
+
+
+def test_sides_must_be_a_bipartition():
+    a, sides = random_bipartite(60, 40, 0.1, seed=0)
+    sides[0] = True  # node 0 now shares a side with its neighbours
+    with pytest.raises(ValueError, match="not a bipartition"):
+        spectral_embedding(a, 3, sides=sides)
+    with pytest.raises(ValueError, match="shape"):
+        spectral_embedding(a, 3, sides=sides[:-1])
+
+
 def test_planted_clusters_are_recovered_exactly():
     rng = np.random.default_rng(0)
     sizes = [20, 30, 25]
@@ -92,7 +144,7 @@ def test_no_worse_than_scikit_learn_on_a_trained_pruned_mlp(pruned_digits_mlp):
     run, _ = pruned_digits_mlp
     for path in (run.artifacts["pruned_model.pt"], run.artifacts["unpruned_model.pt"]):
         graph = build_graph(extract_layers(load_checkpoint(path)))
-        ours = spectral_cluster(graph.adjacency, 12, seed=0).ncut
+        ours = spectral_cluster(graph.adjacency, 12, seed=0, sides=graph.sides).ncut
         sk = SpectralClustering(
             12, affinity="precomputed", eigen_solver="arpack", assign_labels="kmeans", random_state=0
         ).fit(graph.adjacency)

@@ -49,6 +49,12 @@ class Graph:
     def n_kept(self) -> int:
         return int(self.adjacency.shape[0])
 
+    @property
+    def sides(self) -> np.ndarray:
+        """Bool (n_kept,): kept nodes in odd groups. Edges only join consecutive groups,
+        so every edge has one end on each side: the graph is bipartite."""
+        return (self.group[self.keep] % 2).astype(bool)
+
     def group_sizes(self) -> list[int]:
         return np.bincount(self.group, minlength=len(self.group_names)).tolist()
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
@@ -19,6 +19,15 @@ from nnclust import seeding
 # Below this many nodes a dense eigendecomposition is both exact and fast.
 DENSE_LIMIT = 500
 EIG_TOL = 1e-8
+# The Gram matrix B^T B of a bipartite graph's block is solved densely when B is at least
+# this full (and B^T B has at most GRAM_DENSE_MAX rows): on the dense random 784-256x4
+# MLP (522 x 1296 block, all nonzero) that takes 0.03 s against 0.08 s of Lanczos on the
+# operator. On sparse blocks (pruned nets) Lanczos is faster.
+GRAM_DENSE_FILL = 0.3
+GRAM_DENSE_MAX = 2000
+# Below this value of a wanted singular value, recovering the rows' half of the
+# eigenvector as B z / sigma loses too much accuracy; M itself is solved instead.
+MIN_SIGMA = 1e-4
 # k-means++ starts for a network's own clustering. On trained networks the k-means
 # landscape is rough: with scikit-learn's 10 starts the n-cut of the same graph varies
 # by up to 4% with the random state; 50 starts make it steady, at ~0.15 s.
@@ -39,12 +48,17 @@ def ncut(adj: sp.spmatrix | np.ndarray, labels: np.ndarray) -> float:
     if labels.min() < 0:
         raise ValueError("labels must be >= 0; drop removed nodes (label -1) first")
     k = int(labels.max()) + 1
-    onehot = sp.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, k))
-    degree = np.asarray(adj.sum(axis=1)).ravel()
-    vol = onehot.T @ degree
-    within = np.asarray((onehot.T @ adj @ onehot).diagonal()).ravel()
+    rows = _row_of_entries(adj)
+    same = labels[rows] == labels[adj.indices]
+    within = np.bincount(labels[rows[same]], weights=adj.data[same], minlength=k)
+    vol = np.bincount(labels, weights=np.asarray(adj.sum(axis=1)).ravel(), minlength=k)
     nz = vol > 0
     return float(np.sum((vol[nz] - within[nz]) / vol[nz]))
+
+
+def _row_of_entries(m: sp.csr_matrix) -> np.ndarray:
+    """Row index of every stored entry of a CSR matrix."""
+    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
 
 
 def normalized_adjacency(adj: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -52,31 +66,105 @@ def normalized_adjacency(adj: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]
     if np.any(degree <= 0):
         raise ValueError(f"{int(np.sum(degree <= 0))} node(s) have no edges; remove isolated nodes first")
     d = 1.0 / np.sqrt(degree)
-    return sp.diags(d) @ adj @ sp.diags(d), np.sqrt(degree)
+    # Scaling the stored entries in place of D^-1/2 A D^-1/2 as two sparse products:
+    # 3 ms against 13 ms on a dense 784-256x4 MLP graph.
+    m = sp.csr_matrix((adj.data * d[_row_of_entries(adj)] * d[adj.indices], adj.indices, adj.indptr), shape=adj.shape)
+    return m, np.sqrt(degree)
 
 
-def spectral_embedding(adj: sp.spmatrix, num_eigs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bipartite_split(sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node indices (rows, cols) of the two sides of a bipartition, the smaller in cols."""
+    sides = np.asarray(sides, dtype=bool)
+    if 2 * sides.sum() > sides.size:
+        sides = ~sides
+    return np.flatnonzero(~sides), np.flatnonzero(sides)
+
+
+def bipartite_eigs(
+    b: sp.spmatrix,
+    num: int,
+    lanczos,
+    dense_limit: int = DENSE_LIMIT,
+    dense_fill: float = GRAM_DENSE_FILL,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The `num` largest eigenpairs of the bipartite M = [[0, B], [B^T, 0]], through B^T B.
+
+    M's largest eigenvalues are the largest singular values sigma of B, with unit
+    eigenvector [B z / sigma; z] / sqrt(2) for B^T B z = sigma^2 z. Solving the Gram
+    matrix is much cheaper than solving M: it has only the columns' side, and M's mirror
+    eigenvalues -sigma, which slow Lanczos on M down, are gone. `b` should have the
+    smaller side in its columns. B^T B is solved densely when it has at most
+    `dense_limit` rows, or when B is at least `dense_fill` full (and B^T B has at most
+    GRAM_DENSE_MAX rows); otherwise ``lanczos(op, num) -> (values, vectors)`` runs on
+    the operator z -> B^T (B z), never formed.
+
+    Returns (sigma (num,), rows' halves (rows, num), columns' halves (cols, num)), in no
+    particular order, or None when the reduction does not apply: B has at most `num`
+    columns, or a wanted sigma is below MIN_SIGMA.
+    """
+    rows, cols = b.shape
+    if cols <= num:
+        return None
+    b = sp.csr_matrix(b)
+    fill = b.nnz / max(rows * cols, 1)
+    if cols <= dense_limit or (fill >= dense_fill and cols <= GRAM_DENSE_MAX):
+        dense_b = b.toarray()
+        sig2, z = scipy.linalg.eigh(dense_b.T @ dense_b, subset_by_index=[cols - num, cols - 1])
+    else:
+        bt = b.T  # a CSC view: multiplies as fast as a CSR copy, without the copy
+        op = LinearOperator((cols, cols), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
+        sig2, z = lanczos(op, num)
+    sigma = np.sqrt(np.clip(sig2, 0.0, None))
+    if sigma.min() < MIN_SIGMA:
+        return None
+    return sigma, (b @ z) / (sigma * np.sqrt(2.0)), z / np.sqrt(2.0)
+
+
+def spectral_embedding(
+    adj: sp.spmatrix, num_eigs: int, seed: int = 0, sides: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The `num_eigs` smallest eigenpairs of L = I - D^-1/2 A D^-1/2.
 
     Returns (eigenvalues ascending, embedding of shape (n, num_eigs)); the embedding
     rows are the eigenvectors divided by sqrt(degree) (random-walk normalization, as
     scikit-learn's spectral clustering does), with a deterministic sign per column.
+
+    `sides` (bool (n,)) is a bipartition of the graph, e.g. `Graph.sides`: every edge
+    joins the two sides, as in a layered network. With it the eigenproblem is solved
+    through `bipartite_eigs`, 3-8x faster on network graphs.
     """
     adj = sp.csr_matrix(adj, dtype=np.float64)
     n = adj.shape[0]
     if num_eigs >= n:
         raise ValueError(f"need more than {num_eigs} nodes for {num_eigs} eigenvectors, the graph has {n}")
     m, sqrt_deg = normalized_adjacency(adj)
+    v0 = seeding.rng(seed, "eigsh").uniform(-1, 1, n)
+
+    def lanczos(op, k):
+        # Plain Lanczos on the largest algebraic eigenvalues. Shift-invert needs a sparse
+        # LU of M - I, whose fill-in on shuffled graphs costs 10-20x more than the extra
+        # Lanczos iterations; tol=1e-8 leaves the embedding (and so the labels) as with
+        # machine precision, in two thirds of the matrix-vector products.
+        return eigsh(op, k=k, which="LA", v0=v0[: op.shape[0]], tol=EIG_TOL)
+
+    if sides is not None:
+        sides = np.asarray(sides, dtype=bool)
+        if sides.shape != (n,):
+            raise ValueError(f"sides must be a bool array of shape ({n},), got shape {sides.shape}")
+        rows, cols = bipartite_split(sides)
+        b = m[rows][:, cols]
+        if 2 * b.nnz != m.nnz:
+            raise ValueError("sides is not a bipartition of the graph: some edges join two nodes on the same side")
+        found = bipartite_eigs(b, num_eigs, lanczos)
+        if found is not None:
+            sigma, top, bottom = found
+            vecs = np.empty((n, num_eigs))
+            vecs[rows], vecs[cols] = top, bottom
+            return embedding_from_eigh(sigma, vecs, sqrt_deg)
     if n <= DENSE_LIMIT:
         vals, vecs = scipy.linalg.eigh(m.toarray(), subset_by_index=[n - num_eigs, n - 1])
     else:
-        # Plain Lanczos on the largest algebraic eigenvalues of M (the smallest of L).
-        # Shift-invert needs a sparse LU of M - I, whose fill-in on shuffled graphs costs
-        # 10-20x more than the extra Lanczos iterations; the eigenvalues agree to 1e-14.
-        v0 = seeding.rng(seed, "eigsh").uniform(-1, 1, n)
-        # tol=1e-8 leaves the embedding (and so the labels) as with machine precision, in
-        # two thirds of the matrix-vector products.
-        vals, vecs = eigsh(m, k=num_eigs, which="LA", v0=v0, tol=EIG_TOL)
+        vals, vecs = lanczos(m, num_eigs)
     return embedding_from_eigh(vals, vecs, sqrt_deg)
 
 
@@ -98,8 +186,12 @@ class Clustering:
     eigenvalues: np.ndarray  # the num_clusters smallest Laplacian eigenvalues
 
 
-def spectral_cluster(adj: sp.spmatrix, num_clusters: int, seed: int = 0, n_init: int = N_INIT) -> Clustering:
+def spectral_cluster(
+    adj: sp.spmatrix, num_clusters: int, seed: int = 0, n_init: int = N_INIT, sides: np.ndarray | None = None
+) -> Clustering:
     """Normalized-Laplacian spectral embedding + k-means.
+
+    `sides`: an optional bipartition of the graph (see `spectral_embedding`).
 
     k-means keeps the best of `n_init` k-means++ starts by inertia, as scikit-learn's
     `SpectralClustering` does; its seed comes from the ``kmeans`` stream of `seed`.
@@ -114,7 +206,7 @@ def spectral_cluster(adj: sp.spmatrix, num_clusters: int, seed: int = 0, n_init:
         )
     if n_init < 1:
         raise ValueError(f"n_init must be >= 1, got {n_init}")
-    vals, emb = spectral_embedding(adj, num_clusters, seed)
+    vals, emb = spectral_embedding(adj, num_clusters, seed, sides)
     return cluster_embedding(adj, emb, vals, num_clusters, seed, n_init)
 
 

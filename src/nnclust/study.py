@@ -28,7 +28,7 @@ def cluster_layers(
 ) -> tuple:
     """(graph, clustering) of a network's weight layers."""
     graph = build_graph(layers, **graph_options)
-    return graph, spectral_cluster(graph.adjacency, num_clusters, seed=seed, n_init=n_init)
+    return graph, spectral_cluster(graph.adjacency, num_clusters, seed=seed, n_init=n_init, sides=graph.sides)
 
 
 def _shuffled_graph(i: int, layers, method, seed, shuffle_bn, graph_options, graphs: PatternGraphs | None = None):
@@ -49,7 +49,10 @@ def _shuffled_ncuts(indices, num_clusters: int, n_init: int, **shuffle) -> list[
     out = []
     for i in indices:
         graph = _shuffled_graph(i, **shuffle)
-        out.append(spectral_cluster(graph.adjacency, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init).ncut)
+        clustering = spectral_cluster(
+            graph.adjacency, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init, graph.sides
+        )
+        out.append(clustering.ncut)
     return out
 
 
@@ -57,7 +60,9 @@ def _shuffled_ncuts_batched(indices, num_clusters: int, n_init: int, device: str
     from nnclust.spectral_torch import batched_spectral_embeddings  # torch only on this path
 
     graphs = [_shuffled_graph(i, **shuffle) for i in indices]
-    embeddings = batched_spectral_embeddings([g.adjacency for g in graphs], num_clusters, device)
+    embeddings = batched_spectral_embeddings(
+        [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs]
+    )
     return [
         cluster_embedding(g.adjacency, emb, vals, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init).ncut
         for i, g, (vals, emb) in zip(indices, graphs, embeddings)
@@ -101,7 +106,8 @@ def shuffle_significance(
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
-    true = spectral_cluster(graphs.reference.adjacency, num_clusters, seed, n_init)
+    ref = graphs.reference
+    true = spectral_cluster(ref.adjacency, num_clusters, seed, n_init, ref.sides)
     shuffle = dict(
         layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
     )

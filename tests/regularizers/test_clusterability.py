@@ -29,7 +29,7 @@ K = 3  # eigenvalues 2..4 of the Laplacian
 SOLVERS = {
     "dense": lambda: LaplacianEigensolver("dense"),
     "gram_dense": lambda: LaplacianEigensolver("eigsh"),
-    "gram_lanczos": lambda: LaplacianEigensolver("eigsh", dense_limit=0),
+    "gram_lanczos": lambda: LaplacianEigensolver("eigsh", dense_limit=0, dense_fill=float("inf")),
     "torch": lambda: LaplacianEigensolver("torch"),
 }
 

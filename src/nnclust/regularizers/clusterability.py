@@ -31,14 +31,14 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from nnclust import seeding
 from nnclust.config import check_keys
 from nnclust.graph import GraphError, io_components
 from nnclust.models.validate import layer_modules
-from nnclust.spectral import DENSE_LIMIT
+from nnclust.spectral import DENSE_LIMIT, GRAM_DENSE_FILL, bipartite_eigs, bipartite_split
 
 METHODS = ("auto", "dense", "eigsh", "torch")
 CONFIG_KEYS = ("lambda", "num_eigs", "frequency", "normalize")
@@ -200,20 +200,17 @@ class LaplacianEigensolver:
         scipy ``eigh`` of M = D^-1/2 A D^-1/2 as one dense N x N matrix (CPU); the
         reference the others are tested against.
     ``"eigsh"``
-        the bipartite reduction (CPU). Edges only join consecutive layers, so even and
-        odd layers form the two sides of a bipartite graph: M = [[0, B], [B^T, 0]], and
-        its largest eigenvalues are the largest singular values sigma of B, with unit
-        eigenvector [B z / sigma; z] / sqrt(2) for B^T B z = sigma^2 z (the columns of B
-        being the smaller side). When that side has at most `dense_limit` nodes its
-        Gram matrix B^T B is solved densely; beyond, by Lanczos on the operator
-        x -> B^T (B x), never formed. Against Lanczos on M this takes about a third of
-        the time (29 ms against 86 ms on the 2330-node pruned MLP of the benchmark):
-        the operator is smaller, the mirror eigenvalues -sigma are gone and squaring
-        widens the gaps near sigma = 1. When the smaller side has too few nodes, or a
-        wanted sigma is near 0, M itself is solved (densely up to `dense_limit` nodes,
-        else by Lanczos). Shift-invert is not used: the
-        sparse LU of M - I costs more than all Lanczos iterations together (1.2 s on
-        the same graph).
+        the bipartite reduction, `nnclust.spectral.bipartite_eigs` (CPU). Edges only
+        join consecutive layers, so even and odd layers form the two sides of a
+        bipartite graph, M = [[0, B], [B^T, 0]], whose largest eigenpairs come from the
+        Gram matrix B^T B over the smaller side: densely when that side has at most
+        `dense_limit` nodes or B is at least `dense_fill` full, else by Lanczos on the
+        operator x -> B^T (B x). Against Lanczos on M this takes about a third of the
+        time (29 ms against 86 ms on the 2330-node pruned MLP of the benchmark). When
+        the smaller side has too few nodes, or a wanted sigma is near 0, M itself is
+        solved (densely up to `dense_limit` nodes, else by Lanczos). Shift-invert is
+        not used: the sparse LU of M - I costs more than all Lanczos iterations
+        together (1.2 s on the same graph).
     ``"torch"``
         ``torch.linalg.eigh`` of dense M on the edge values' device (for CUDA).
     ``"auto"``
@@ -224,11 +221,14 @@ class LaplacianEigensolver:
     saves about a fifth of the iterations.
     """
 
-    def __init__(self, method: str = "auto", dense_limit: int = DENSE_LIMIT, seed: int = 0):
+    def __init__(
+        self, method: str = "auto", dense_limit: int = DENSE_LIMIT, seed: int = 0, dense_fill: float = GRAM_DENSE_FILL
+    ):
         if method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
         self.method = method
         self.dense_limit = int(dense_limit)
+        self.dense_fill = float(dense_fill)
         self.seed = seed
         self._warm: dict[tuple[str, int], np.ndarray] = {}  # (operator, size) -> start vector
 
@@ -286,10 +286,9 @@ class LaplacianEigensolver:
         """The `num` largest eigenpairs (unordered) of M with off-diagonal entries `mw`,
         through the singular values of its bipartite block."""
         n, h, t = edges.n_kept, edges.heads, edges.tails
-        odd = edges.odd_side()
-        # Put the larger side in the rows of B, so that B^T B is the smaller Gram matrix.
-        cols_side = odd if odd.sum() <= n - odd.sum() else ~odd
-        rows_nodes, cols_nodes = np.flatnonzero(~cols_side), np.flatnonzero(cols_side)
+        rows_nodes, cols_nodes = bipartite_split(edges.odd_side())
+        cols_side = np.zeros(n, bool)
+        cols_side[cols_nodes] = True
         pos = np.empty(n, np.int64)
         pos[rows_nodes] = np.arange(rows_nodes.size)
         pos[cols_nodes] = np.arange(cols_nodes.size)
@@ -297,22 +296,12 @@ class LaplacianEigensolver:
         r = pos[np.where(head_in_cols, t, h)]
         c = pos[np.where(head_in_cols, h, t)]
         b = sp.csr_matrix((mw, (r, c)), shape=(rows_nodes.size, cols_nodes.size))
-        small = cols_nodes.size
-        if small > num:
-            if small <= self.dense_limit:
-                gram = (b.T @ b).toarray()
-                sig2, z = scipy.linalg.eigh(gram, subset_by_index=[small - num, small - 1])
-            else:
-                bt = b.T  # a CSC view: multiplies as fast as a CSR copy, without the copy
-                op = LinearOperator((small, small), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
-                sig2, z = self._lanczos(op, num, "gram")
-            sigma = np.sqrt(np.clip(sig2, 0.0, None))
-            # Recovering the other half as B z / sigma divides its error by sigma.
-            if sigma.min() > 1e-4:
-                u = np.empty((n, num))
-                u[rows_nodes] = (b @ z) / sigma / np.sqrt(2.0)
-                u[cols_nodes] = z / np.sqrt(2.0)
-                return sigma, u
+        found = bipartite_eigs(b, num, lambda op, k: self._lanczos(op, k, "gram"), self.dense_limit, self.dense_fill)
+        if found is not None:
+            sigma, top, bottom = found
+            u = np.empty((n, num))
+            u[rows_nodes], u[cols_nodes] = top, bottom
+            return sigma, u
         m = _symmetric(mw, h, t, n)
         if n <= self.dense_limit:
             return scipy.linalg.eigh(m.toarray(), subset_by_index=[n - num, n - 1])
