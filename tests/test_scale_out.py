@@ -14,7 +14,7 @@ from nnclust.layers import WeightLayer
 from nnclust.parallel import map_tasks
 from nnclust.spectral import spectral_embedding
 from nnclust.spectral_torch import batched_spectral_embeddings
-from nnclust.study import shuffle_significance
+from nnclust.study import cluster_layers, shuffle_significance
 
 MOONS = {
     "dataset": {"name": "moons", "n_samples": 200},
@@ -88,6 +88,17 @@ def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
     np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
 
 
+def test_study_true_ncut_is_the_clustering_experiments_and_bad_args_fail_early():
+    layers = small_layers(1)
+    _, clustering = cluster_layers(layers, 4, seed=7)
+    for n_jobs in (1, 2):  # the network's own clustering runs as a task like the shuffles
+        assert shuffle_significance(layers, 4, 4, seed=7, n_jobs=n_jobs, progress=False)["true_ncut"] == clustering.ncut
+    with pytest.raises(ValueError, match="num_clusters=80 needs a graph of more than 80 nodes"):
+        shuffle_significance(layers, 80, 4, progress=False, n_jobs=2)
+    with pytest.raises(ValueError, match="shuffle_n_init must be >= 1"):
+        shuffle_significance(layers, 4, 4, shuffle_n_init=0, progress=False)
+
+
 def test_device_errors_are_clear():
     with pytest.raises(ValueError, match="device must be"):
         shuffle_significance(small_layers(), 4, 3, device="tpu", progress=False)
@@ -134,6 +145,48 @@ def test_grid_rows_on_dask_match_local_runs(dask_cluster, tmp_path):
     )
     assert [r for _, r in local] == [r for _, r in remote]
     assert len({f for f, _ in remote}) == 2 and all(os.path.isdir(f) for f, _ in remote)
+
+
+def _count_uses(x, shared):
+    """Records each task in the copy of `shared` it was given."""
+    shared["seen"].append(x)
+    return os.getpid(), len(shared["seen"]), shared["scale"] * x
+
+
+@pytest.fixture
+def by_value():
+    """Let workers unpickle this module's functions (it is not importable there)."""
+    import sys
+
+    import cloudpickle  # what joblib's loky workers and Dask both unpickle tasks with
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _sent_once_per_worker(results, n_items):
+    assert [r[2] for r in results] == [3 * x for x in range(n_items)]
+    uses = {}
+    for pid, count, _ in results:
+        uses.setdefault(pid, []).append(count)
+    # every worker's copy saw that worker's tasks one after another: 1, 2, 3, ...
+    assert all(sorted(c) == list(range(1, len(c) + 1)) for c in uses.values())
+    assert max(len(c) for c in uses.values()) > 1
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_shared_data_goes_to_each_local_worker_once(by_value, n_jobs):
+    results = map_tasks(_count_uses, range(8), n_jobs=n_jobs, progress=False, shared={"seen": [], "scale": 3})
+    _sent_once_per_worker(results, 8)
+
+
+def test_shared_data_goes_to_each_dask_worker_once(by_value, dask_cluster):
+    address = dask_cluster.scheduler_address
+    results = map_tasks(
+        _count_uses, range(8), scheduler_address=address, progress=False, shared={"seen": [], "scale": 3}
+    )
+    _sent_once_per_worker(results, 8)
 
 
 def test_unreachable_scheduler_names_the_address(monkeypatch):

@@ -5,6 +5,7 @@ Pure functions over a symmetric sparse adjacency; randomness only through `seed`
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.cluster import KMeans
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from nnclust import seeding
 
@@ -48,10 +49,11 @@ def ncut(adj: sp.spmatrix | np.ndarray, labels: np.ndarray) -> float:
     if labels.min() < 0:
         raise ValueError("labels must be >= 0; drop removed nodes (label -1) first")
     k = int(labels.max()) + 1
-    rows = _row_of_entries(adj)
-    same = labels[rows] == labels[adj.indices]
-    within = np.bincount(labels[rows[same]], weights=adj.data[same], minlength=k)
-    vol = np.bincount(labels, weights=np.asarray(adj.sum(axis=1)).ravel(), minlength=k)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), labels] = 1.0
+    to_cluster = adj @ onehot  # (n, k): each node's edge weight into each cluster
+    within = np.bincount(labels, weights=to_cluster[np.arange(n), labels], minlength=k)
+    vol = np.bincount(labels, weights=to_cluster.sum(axis=1), minlength=k)
     nz = vol > 0
     return float(np.sum((vol[nz] - within[nz]) / vol[nz]))
 
@@ -186,6 +188,19 @@ class Clustering:
     eigenvalues: np.ndarray  # the num_clusters smallest Laplacian eigenvalues
 
 
+def check_cluster_args(n: int, num_clusters: int, n_init: int) -> None:
+    """Fail early, with the fix, on a clustering that cannot run on an n-node graph."""
+    if not isinstance(num_clusters, (int, np.integer)) or num_clusters < 2:
+        raise ValueError(f"num_clusters must be an int >= 2, got {num_clusters!r}")
+    if num_clusters >= n:
+        raise ValueError(
+            f"num_clusters={num_clusters} needs a graph of more than {num_clusters} nodes, "
+            f"this one has {n} after removing units that do not join inputs to outputs"
+        )
+    if n_init < 1:
+        raise ValueError(f"n_init must be >= 1, got {n_init}")
+
+
 def spectral_cluster(
     adj: sp.spmatrix, num_clusters: int, seed: int = 0, n_init: int = N_INIT, sides: np.ndarray | None = None
 ) -> Clustering:
@@ -196,18 +211,16 @@ def spectral_cluster(
     k-means keeps the best of `n_init` k-means++ starts by inertia, as scikit-learn's
     `SpectralClustering` does; its seed comes from the ``kmeans`` stream of `seed`.
     """
-    n = adj.shape[0]
-    if not isinstance(num_clusters, (int, np.integer)) or num_clusters < 2:
-        raise ValueError(f"num_clusters must be an int >= 2, got {num_clusters!r}")
-    if num_clusters >= n:
-        raise ValueError(
-            f"num_clusters={num_clusters} needs a graph of more than {num_clusters} nodes, "
-            f"this one has {n} after removing units that do not join inputs to outputs"
-        )
-    if n_init < 1:
-        raise ValueError(f"n_init must be >= 1, got {n_init}")
+    check_cluster_args(adj.shape[0], num_clusters, n_init)
     vals, emb = spectral_embedding(adj, num_clusters, seed, sides)
     return cluster_embedding(adj, emb, vals, num_clusters, seed, n_init)
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    # One controller, made once the k-means and BLAS libraries are loaded: entering
+    # `threadpool_limits` searches the loaded libraries every time, 3 ms per clustering.
+    return ThreadpoolController()
 
 
 def cluster_embedding(
@@ -217,7 +230,7 @@ def cluster_embedding(
     # One thread: on an (n, k) embedding of a few thousand rows, OpenMP threads cost more
     # in start-up and spinning than they save (6x slower on a loaded 2-core machine),
     # and parallelism comes from running several clusterings at once instead.
-    with threadpool_limits(limits=1):
+    with _threadpools().limit(limits=1):
         km = KMeans(num_clusters, n_init=n_init, random_state=seeding.int_seed(seed, "kmeans")).fit(emb)
     labels = km.labels_.astype(np.int64)
     return Clustering(labels=labels, ncut=ncut(adj, labels), eigenvalues=eigenvalues)

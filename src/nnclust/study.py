@@ -12,7 +12,7 @@ from nnclust.graph import GraphError, PatternGraphs, build_graph
 from nnclust.parallel import map_tasks
 from nnclust.shuffles import shuffle_layers, shuffle_method
 from nnclust.significance import shuffle_statistics
-from nnclust.spectral import N_INIT, cluster_embedding, spectral_cluster
+from nnclust.spectral import N_INIT, check_cluster_args, cluster_embedding, spectral_cluster
 from nnclust.weight_layer import WeightLayer
 
 # k-means++ starts per shuffled network. Shuffled graphs have no cluster structure to
@@ -45,7 +45,7 @@ def _kmeans_seed(seed: int, i: int) -> int:
     return seeding.int_seed(seed, "shuffle_kmeans", i)
 
 
-def _shuffled_ncuts(indices, num_clusters: int, n_init: int, **shuffle) -> list[float]:
+def _shuffled_ncuts(indices, shuffle: dict, num_clusters: int, n_init: int) -> list[float]:
     out = []
     for i in indices:
         graph = _shuffled_graph(i, **shuffle)
@@ -56,7 +56,7 @@ def _shuffled_ncuts(indices, num_clusters: int, n_init: int, **shuffle) -> list[
     return out
 
 
-def _shuffled_ncuts_batched(indices, num_clusters: int, n_init: int, device: str, **shuffle) -> list[float]:
+def _shuffled_ncuts_batched(indices, shuffle: dict, num_clusters: int, n_init: int, device: str) -> list[float]:
     from nnclust.spectral_torch import batched_spectral_embeddings  # torch only on this path
 
     graphs = [_shuffled_graph(i, **shuffle) for i in indices]
@@ -67,6 +67,16 @@ def _shuffled_ncuts_batched(indices, num_clusters: int, n_init: int, device: str
         cluster_embedding(g.adjacency, emb, vals, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init).ncut
         for i, g, (vals, emb) in zip(indices, graphs, embeddings)
     ]
+
+
+def _study_part(part, shuffle: dict, num_clusters: int, n_init: int, shuffle_n_init: int, device: str):
+    """One task of a study: the network's own n-cut (``part=None``) or a chunk of shuffles."""
+    if part is None:
+        ref = shuffle["graphs"].reference
+        return spectral_cluster(ref.adjacency, num_clusters, shuffle["seed"], n_init, ref.sides).ncut
+    if device == "cpu":
+        return _shuffled_ncuts(part, shuffle, num_clusters, shuffle_n_init)
+    return _shuffled_ncuts_batched(part, shuffle, num_clusters, shuffle_n_init, device)
 
 
 def shuffle_significance(
@@ -106,23 +116,25 @@ def shuffle_significance(
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
-    ref = graphs.reference
-    true = spectral_cluster(ref.adjacency, num_clusters, seed, n_init, ref.sides)
+    check_cluster_args(graphs.reference.n_kept, num_clusters, n_init)
+    if shuffle_n_init < 1:
+        raise ValueError(f"shuffle_n_init must be >= 1, got {shuffle_n_init}")
     shuffle = dict(
         layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
     )
-    desc = f"{method} shuffles"
     if device == "cpu":
-        # Chunks: the network is sent to a worker once per chunk, not per shuffle; at
-        # least 16 of them keep workers evenly loaded and the progress bar moving.
-        size = max(1, min(batch_size, num_shuffles // 16))
-        task = partial(_shuffled_ncuts, num_clusters=num_clusters, n_init=shuffle_n_init, **shuffle)
+        # The network travels to each worker once (`map_tasks`' shared), so tasks are
+        # cheap; chunks keep their number moderate on long studies, and at least 64 of
+        # them keep workers evenly loaded and the progress bar moving.
+        size = max(1, min(batch_size, num_shuffles // 64))
     else:
         size, n_jobs, scheduler_address = batch_size, 1, None  # one process drives the GPU
-        task = partial(
-            _shuffled_ncuts_batched, num_clusters=num_clusters, n_init=shuffle_n_init, device=device, **shuffle
-        )
     chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
-    done = map_tasks(task, chunks, n_jobs, desc, progress, scheduler_address)
+    # The network's own clustering is the first (and longest) task, so that it runs on
+    # a worker alongside the shuffles rather than before them.
+    task = partial(_study_part, num_clusters=num_clusters, n_init=n_init, shuffle_n_init=shuffle_n_init, device=device)
+    true_ncut, *done = map_tasks(
+        task, [None, *chunks], n_jobs, f"{method} shuffles", progress, scheduler_address, shared=shuffle
+    )
     ncuts = [x for chunk in done for x in chunk]
-    return shuffle_statistics(true.ncut, np.asarray(ncuts))
+    return shuffle_statistics(true_ncut, np.asarray(ncuts))
