@@ -26,6 +26,9 @@ EIG_TOL = 1e-8
 # operator. On sparse blocks (pruned nets) Lanczos is faster.
 GRAM_DENSE_FILL = 0.3
 GRAM_DENSE_MAX = 2000
+# A dense Gram matrix up to this size goes to LAPACK's eigh; beyond, Lanczos on it is
+# faster, since only a few eigenpairs are wanted (9 ms against 16 ms at 522 rows).
+EIGH_MAX = 400
 # Below this value of a wanted singular value, recovering the rows' half of the
 # eigenvector as B z / sigma loses too much accuracy; M itself is solved instead.
 MIN_SIGMA = 1e-4
@@ -95,10 +98,11 @@ def bipartite_eigs(
     eigenvector [B z / sigma; z] / sqrt(2) for B^T B z = sigma^2 z. Solving the Gram
     matrix is much cheaper than solving M: it has only the columns' side, and M's mirror
     eigenvalues -sigma, which slow Lanczos on M down, are gone. `b` should have the
-    smaller side in its columns. B^T B is solved densely when it has at most
+    smaller side in its columns. B^T B is formed as a dense matrix when it has at most
     `dense_limit` rows, or when B is at least `dense_fill` full (and B^T B has at most
-    GRAM_DENSE_MAX rows); otherwise ``lanczos(op, num) -> (values, vectors)`` runs on
-    the operator z -> B^T (B z), never formed.
+    GRAM_DENSE_MAX rows), and solved by eigh up to EIGH_MAX rows, beyond by
+    ``lanczos(matrix, num) -> (values, vectors)``; otherwise `lanczos` runs on the
+    operator z -> B^T (B z), never formed.
 
     Returns (sigma (num,), rows' halves (rows, num), columns' halves (cols, num)), in no
     particular order, or None when the reduction does not apply: B has at most `num`
@@ -111,7 +115,11 @@ def bipartite_eigs(
     fill = b.nnz / max(rows * cols, 1)
     if cols <= dense_limit or (fill >= dense_fill and cols <= GRAM_DENSE_MAX):
         dense_b = b.toarray()
-        sig2, z = scipy.linalg.eigh(dense_b.T @ dense_b, subset_by_index=[cols - num, cols - 1])
+        gram = dense_b.T @ dense_b
+        if cols <= EIGH_MAX:
+            sig2, z = scipy.linalg.eigh(gram, subset_by_index=[cols - num, cols - 1])
+        else:
+            sig2, z = lanczos(gram, num)
     else:
         bt = b.T  # a CSC view: multiplies as fast as a CSR copy, without the copy
         op = LinearOperator((cols, cols), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
