@@ -99,6 +99,25 @@ def test_study_true_ncut_is_the_clustering_experiments_and_bad_args_fail_early()
         shuffle_significance(layers, 4, 4, shuffle_n_init=0, progress=False)
 
 
+def test_progress_bar_counts_shuffles(monkeypatch):
+    from tqdm import tqdm
+
+    import nnclust.parallel
+
+    bars = []
+
+    class Recorded(tqdm):
+        def close(self):
+            bars.append((self.total, self.n))
+            super().close()
+
+    monkeypatch.setattr(nnclust.parallel, "tqdm", Recorded)
+    shuffle_significance(small_layers(), 4, 6, progress=True, batch_size=4)
+    assert bars[0] == (6, 6)  # not 7: the network's own clustering is not a shuffle
+    with pytest.raises(ValueError, match="got 2 counts for 3 items"):
+        map_tasks(abs, [1, 2, 3], counts=[1, 1], progress=False)
+
+
 def test_device_errors_are_clear():
     with pytest.raises(ValueError, match="device must be"):
         shuffle_significance(small_layers(), 4, 3, device="tpu", progress=False)

@@ -50,7 +50,7 @@ def _call_with_box(fn: Callable, item, box: _Box):
     return fn(item, box.value)
 
 
-def _dask_map(fn: Callable, items: list, address: str, bar, shared: tuple) -> list:
+def _dask_map(fn: Callable, items: list, address: str, bar, counts: list, shared: tuple) -> list:
     from dask.distributed import Client, as_completed
 
     try:
@@ -71,12 +71,13 @@ def _dask_map(fn: Callable, items: list, address: str, bar, shared: tuple) -> li
         index = {f.key: i for i, f in enumerate(futures)}
         out = [None] * len(items)
         for fut in as_completed(futures):
-            out[index[fut.key]] = fut.result()
-            bar.update()
+            i = index[fut.key]
+            out[i] = fut.result()
+            bar.update(counts[i])
     return out
 
 
-def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, shared: tuple) -> list:
+def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, shared: tuple) -> list:
     with tempfile.TemporaryDirectory(prefix="nnclust-shared-") as tmp:
         if shared:
             path = Path(tmp) / "shared.pkl"
@@ -85,9 +86,9 @@ def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, shared: tuple) -> l
         else:
             tasks = (delayed(fn)(x) for x in items)
         out = []
-        for r in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
+        for r, count in zip(Parallel(n_jobs=n_jobs, return_as="generator")(tasks), counts):
             out.append(r)
-            bar.update()
+            bar.update(count)
     return out
 
 
@@ -102,23 +103,28 @@ def map_tasks(
     progress: bool = True,
     scheduler_address: str | None = None,
     shared=_NOTHING,
+    counts: Sequence[int] | None = None,
 ) -> list:
     """``[fn(x) for x in items]``, in order: on a Dask cluster when `scheduler_address`
     is given (e.g. ``"tcp://127.0.0.1:8786"``), else on `n_jobs` joblib workers.
 
     With `shared`, ``[fn(x, shared) for x in items]``, with `shared` sent to each
     worker once. `fn` must be picklable (a module-level function or a
-    `functools.partial` of one), and must not modify `shared`.
+    `functools.partial` of one), and must not modify `shared`. `counts` says how far
+    each item moves the progress bar (default 1 each), e.g. the shuffles in a chunk.
     """
     items = list(items)
     shared = () if shared is _NOTHING else (shared,)
-    with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
+    counts = [1] * len(items) if counts is None else list(counts)
+    if len(counts) != len(items):
+        raise ValueError(f"got {len(counts)} counts for {len(items)} items")
+    with tqdm(total=sum(counts), desc=desc, disable=not progress, leave=False) as bar:
         if scheduler_address:
-            return _dask_map(fn, items, scheduler_address, bar, shared)
+            return _dask_map(fn, items, scheduler_address, bar, counts, shared)
         if n_jobs != 1:
-            return _joblib_map(fn, items, n_jobs, bar, shared)
+            return _joblib_map(fn, items, n_jobs, bar, counts, shared)
         out = []
-        for x in items:
+        for x, count in zip(items, counts):
             out.append(fn(x, *shared))
-            bar.update()
+            bar.update(count)
     return out

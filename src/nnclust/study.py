@@ -136,7 +136,14 @@ def shuffle_significance(
     # a worker alongside the shuffles rather than before them.
     task = partial(_study_part, num_clusters=num_clusters, n_init=n_init, shuffle_n_init=shuffle_n_init, device=device)
     true_ncut, *done = map_tasks(
-        task, [None, *chunks], n_jobs, f"{method} shuffles", progress, scheduler_address, shared=shuffle
+        task,
+        [None, *chunks],
+        n_jobs,
+        f"{method} shuffles",
+        progress,
+        scheduler_address,
+        shared=shuffle,
+        counts=[0] + [len(c) for c in chunks],  # the bar counts shuffles
     )
     ncuts = [x for chunk in done for x in chunk]
     return shuffle_statistics(true_ncut, np.asarray(ncuts))
