@@ -1,6 +1,7 @@
 """Shuffle significance: our path against the public approach, in one process.
 
     .venv/bin/python benchmarks/shuffle_significance.py [--shuffles 20] [--jobs 2]
+    .venv/bin/python benchmarks/shuffle_significance.py --gpu --shuffles 100 [--batch-size 16]
 
 Networks: 784-256-256-256-256-10 and 784-512-512-512-10 MLPs trained on digits
 upsampled to 28x28 and pruned to 90% (trained once, cached in benchmarks/results/),
@@ -17,6 +18,9 @@ a session of several studies), true n-cuts, shuffled means; then the per-shuffle
 of a one-off 100-shuffle study in a fresh process, where starting the workers (about
 1.5 s, mostly importing scikit-learn) is included; and the peak memory of a
 100-shuffle study against that of a single clustering (in subprocesses).
+
+With --gpu: the wall time of --shuffles shuffles of the 784-512x3 net with
+device=cuda, against the CPU path on --jobs workers, and how far their n-cuts agree.
 """
 
 from __future__ import annotations
@@ -163,10 +167,39 @@ def memory_probe(mode: str, shuffles: int) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def gpu_check(shuffles: int, jobs: int, batch_size: int) -> None:
+    """`shuffles` shuffles of the 784-512x3 net with device=cuda against the CPU path."""
+    layers = extract_layers(load_checkpoint(trained("mlp_512x3", [512] * 3)))
+    runs = {}
+    for device, n_jobs in (("cuda", 1), ("cpu", jobs)):
+        shuffle_significance(layers, K, 2, "all", seed=SEED, n_jobs=n_jobs, device=device, progress=False)  # warm-up
+        t0 = time.perf_counter()
+        runs[device] = shuffle_significance(
+            layers, K, shuffles, "all", seed=SEED, n_jobs=n_jobs, device=device, batch_size=batch_size, progress=False
+        )
+        wall = time.perf_counter() - t0
+        r = runs[device]
+        print(
+            f"{device:4s} ({n_jobs} worker(s)): {shuffles} shuffles in {wall:.2f} s | true n-cut {r['true_ncut']:.4f}, "
+            f"shuffled {r['mean']:.4f} +- {r['std']:.4f}, z {r['z_score']:.2f}",
+            flush=True,
+        )
+    gpu, cpu = (np.asarray(runs[d]["shuffled_ncuts"]) for d in ("cuda", "cpu"))
+    rel = np.abs(gpu - cpu) / cpu
+    print(
+        f"agreement: {np.mean(rel < 1e-9):.0%} of shuffled n-cuts equal to 1e-9, largest relative gap {rel.max():.2e}, "
+        f"means {runs['cuda']['mean'] / runs['cpu']['mean'] - 1:+.4%}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shuffles", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--gpu", action="store_true", help="instead: --shuffles shuffles of the 784-512x3 net on CUDA against the CPU"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="shuffles per GPU batch (with --gpu)")
     parser.add_argument("--memory-probe", choices=["single", "study"], help=argparse.SUPPRESS)
     parser.add_argument("--one-off", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,6 +207,10 @@ def main() -> None:
         return memory_probe(args.memory_probe, args.shuffles)
     if args.one_off is not None:
         return one_off(args.one_off, args.shuffles, args.jobs)
+    if args.gpu:
+        if not torch.cuda.is_available():
+            sys.exit("--gpu: torch sees no CUDA device")
+        return gpu_check(args.shuffles, args.jobs, args.batch_size)
     print(f"shuffle significance, k={K}, {args.shuffles} 'all' shuffles, ours on {args.jobs} workers")
     nets = networks()
     # Start the worker pool first, so that the times below are the steady state.
