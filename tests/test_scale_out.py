@@ -82,10 +82,14 @@ def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
 
     real = spectral_torch.batched_spectral_embeddings
     monkeypatch.setattr(
-        spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device, sides: real(adjs, k, "cpu", sides)
+        spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device, **kw: real(adjs, k, "cpu", **kw)
     )
-    batched = shuffle_significance(layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=4)
-    np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
+    for n_jobs in (1, 2):  # k-means of a batch on local workers
+        batched = shuffle_significance(
+            layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=4, n_jobs=n_jobs
+        )
+        np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
+        assert batched["true_ncut"] == cpu["true_ncut"]
 
 
 def test_study_true_ncut_is_the_clustering_experiments_and_bad_args_fail_early():
@@ -174,7 +178,7 @@ def _count_uses(x, shared):
 
 @pytest.fixture
 def by_value():
-    """Let workers unpickle this module's functions (it is not importable there)."""
+    """Send this module's functions to workers by value, so they need not import it."""
     import sys
 
     import cloudpickle  # what joblib's loky workers and Dask both unpickle tasks with
@@ -198,6 +202,18 @@ def _sent_once_per_worker(results, n_items):
 def test_shared_data_goes_to_each_local_worker_once(by_value, n_jobs):
     results = map_tasks(_count_uses, range(8), n_jobs=n_jobs, progress=False, shared={"seen": [], "scale": 3})
     _sent_once_per_worker(results, 8)
+
+
+def _times_factor(x, shared):
+    return x * shared.value
+
+
+def test_shared_data_may_hold_classes_workers_cannot_import():
+    class Factor:  # like a class defined in a user's script: pickle cannot send it by name
+        def __init__(self, value):
+            self.value = value
+
+    assert map_tasks(_times_factor, [1, 2, 3], n_jobs=2, progress=False, shared=Factor(5)) == [5, 10, 15]
 
 
 def test_shared_data_goes_to_each_dask_worker_once(by_value, dask_cluster):

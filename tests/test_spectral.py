@@ -7,6 +7,7 @@ from nnclust.checkpoint import load_checkpoint
 from nnclust.graph import build_graph
 from nnclust.layers import extract_layers
 from nnclust.spectral import ncut, spectral_cluster, spectral_embedding
+from nnclust.spectral_torch import batched_spectral_embeddings
 
 
 def random_graph(n, density, seed):
@@ -104,6 +105,42 @@ def test_bipartite_path_falls_back_when_the_small_side_is_too_small():
     lap = np.eye(a.shape[0]) - a.toarray() / np.sqrt(np.outer(d, d))
     np.testing.assert_allclose(vals, np.linalg.eigvalsh(lap)[:6], atol=1e-10)
     assert vals[-1] == pytest.approx(1.0)
+
+
+def test_rank_deficient_block_falls_back_to_the_whole_graph():
+    # B of rank 3 with 30 columns: sigma_4.. are 0, so 6 eigenvectors cannot all come from B^T B
+    rng = np.random.default_rng(2)
+    b = sp.csr_matrix(rng.uniform(0.1, 1, (50, 3)) @ rng.uniform(0.1, 1, (3, 30)))
+    a = sp.bmat([[None, b], [b.T, None]]).tocsr()
+    vals, emb = spectral_embedding(a, 6, seed=0, sides=np.arange(80) >= 50)
+    d = np.asarray(a.sum(1)).ravel()
+    lap = np.eye(80) - a.toarray() / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(vals, np.linalg.eigvalsh(lap)[:6], atol=1e-10)
+    x = emb * np.sqrt(d)[:, None]
+    np.testing.assert_allclose(lap @ x, x * vals, atol=1e-8)
+
+
+def test_duplicate_and_explicit_zero_entries_change_nothing():
+    a, sides = random_bipartite(300, 200, 0.05, seed=4)
+    coo = a.tocoo()
+    # every edge stored as two halves, plus a stored zero between two nodes on one side
+    rows = np.concatenate([coo.row, coo.row, [0]])
+    cols = np.concatenate([coo.col, coo.col, [1]])
+    vals = np.concatenate([coo.data / 2, coo.data / 2, [0.0]])
+    order = np.lexsort((cols, rows))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=a.shape[0]))])
+    messy = sp.csr_matrix((vals[order], cols[order], indptr), shape=a.shape)  # CSR keeps duplicates
+    assert messy.nnz == 2 * a.nnz + 1 and not messy.has_canonical_format
+    ref_vals, ref_emb = spectral_embedding(a, 5, seed=0, sides=sides)
+    for vals_, emb in [
+        spectral_embedding(messy, 5, seed=0, sides=sides),
+        batched_spectral_embeddings([messy], 5, "cpu", sides=[sides])[0],
+        batched_spectral_embeddings([messy], 5, "cpu")[0],
+    ]:
+        np.testing.assert_allclose(vals_, ref_vals, atol=1e-12)
+        np.testing.assert_allclose(emb, ref_emb, atol=1e-10)
+    labels = np.arange(500) % 5
+    assert ncut(messy, labels) == pytest.approx(ncut(a, labels), rel=1e-12)
 
 
 def test_sides_must_be_a_bipartition():

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+import cloudpickle
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
@@ -81,7 +82,8 @@ def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, share
     with tempfile.TemporaryDirectory(prefix="nnclust-shared-") as tmp:
         if shared:
             path = Path(tmp) / "shared.pkl"
-            path.write_bytes(pickle.dumps(shared[0], protocol=pickle.HIGHEST_PROTOCOL))
+            # cloudpickle, as joblib sends tasks: the payload may hold classes defined in a script
+            path.write_bytes(cloudpickle.dumps(shared[0], protocol=pickle.HIGHEST_PROTOCOL))
             tasks = (delayed(_call_with_shared_file)(fn, str(path), x) for x in items)
         else:
             tasks = (delayed(fn)(x) for x in items)

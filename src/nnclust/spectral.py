@@ -67,6 +67,10 @@ def _row_of_entries(m: sp.csr_matrix) -> np.ndarray:
 
 
 def normalized_adjacency(adj: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(D^-1/2 A D^-1/2 with duplicate entries summed, sqrt(degree))."""
+    if not adj.has_canonical_format:
+        adj = adj.copy()
+        adj.sum_duplicates()
     degree = np.asarray(adj.sum(axis=1)).ravel()
     if np.any(degree <= 0):
         raise ValueError(f"{int(np.sum(degree <= 0))} node(s) have no edges; remove isolated nodes first")
@@ -113,9 +117,13 @@ def bipartite_eigs(
         return None
     b = sp.csr_matrix(b)
     fill = b.nnz / max(rows * cols, 1)
-    if cols <= dense_limit or (fill >= dense_fill and cols <= GRAM_DENSE_MAX):
-        dense_b = b.toarray()
-        gram = dense_b.T @ dense_b
+    full = fill >= dense_fill and cols <= GRAM_DENSE_MAX
+    if cols <= dense_limit or full:
+        if full:
+            dense_b = b.toarray()
+            gram = dense_b.T @ dense_b
+        else:  # a sparse product: B may have many rows (large inputs)
+            gram = (b.T @ b).toarray()
         if cols <= EIGH_MAX:
             sig2, z = scipy.linalg.eigh(gram, subset_by_index=[cols - num, cols - 1])
         else:
@@ -163,7 +171,7 @@ def spectral_embedding(
             raise ValueError(f"sides must be a bool array of shape ({n},), got shape {sides.shape}")
         rows, cols = bipartite_split(sides)
         b = m[rows][:, cols]
-        if 2 * b.nnz != m.nnz:
+        if 2 * b.count_nonzero() != m.count_nonzero():
             raise ValueError("sides is not a bipartition of the graph: some edges join two nodes on the same side")
         found = bipartite_eigs(b, num_eigs, lanczos)
         if found is not None:
@@ -231,14 +239,20 @@ def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def cluster_embedding(
-    adj: sp.spmatrix, emb: np.ndarray, eigenvalues: np.ndarray, num_clusters: int, seed: int, n_init: int
-) -> Clustering:
-    """k-means on a spectral embedding (n, k), and the n-cut of the result."""
+def kmeans_labels(emb: np.ndarray, num_clusters: int, seed: int, n_init: int) -> np.ndarray:
+    """k-means labels (int64) of an embedding's rows: the best of `n_init` k-means++
+    starts by inertia, seeded from the ``kmeans`` stream of `seed`."""
     # One thread: on an (n, k) embedding of a few thousand rows, OpenMP threads cost more
     # in start-up and spinning than they save (6x slower on a loaded 2-core machine),
     # and parallelism comes from running several clusterings at once instead.
     with _threadpools().limit(limits=1):
         km = KMeans(num_clusters, n_init=n_init, random_state=seeding.int_seed(seed, "kmeans")).fit(emb)
-    labels = km.labels_.astype(np.int64)
+    return km.labels_.astype(np.int64)
+
+
+def cluster_embedding(
+    adj: sp.spmatrix, emb: np.ndarray, eigenvalues: np.ndarray, num_clusters: int, seed: int, n_init: int
+) -> Clustering:
+    """k-means on a spectral embedding (n, k), and the n-cut of the result."""
+    labels = kmeans_labels(emb, num_clusters, seed, n_init)
     return Clustering(labels=labels, ncut=ncut(adj, labels), eigenvalues=eigenvalues)

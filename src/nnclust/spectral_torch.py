@@ -43,6 +43,7 @@ def batched_spectral_embeddings(
     num_eigs: int,
     device: str | torch.device = "cpu",
     sides: Sequence[np.ndarray] | None = None,
+    seeds: Sequence[int] | None = None,
     dtype=torch.float64,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """`spectral.spectral_embedding` for each graph, computed in one batched ``eigh``.
@@ -50,12 +51,14 @@ def batched_spectral_embeddings(
     With `sides` (a bipartition per graph, e.g. `Graph.sides`) each eigenproblem is the
     Gram matrix B^T B of the graph's smaller side, as in `spectral.bipartite_eigs`: for
     a network graph about half the nodes, so 8-10x fewer flops than M. Graphs where that
-    reduction does not apply are solved one by one on the CPU.
+    reduction does not apply are solved one by one on the CPU, by `spectral_embedding`
+    with `seeds[b]` (default 0), as the CPU path would.
 
     Graphs of different sizes are padded to the largest; memory is about
     len(adjs) x n_max^2 x 8 bytes on `device`, so callers pass chunks.
     """
     sizes = [a.shape[0] for a in adjs]
+    seeds = [0] * len(adjs) if seeds is None else list(seeds)
     for n in sizes:
         if num_eigs >= n:
             raise ValueError(f"need more than {num_eigs} nodes for {num_eigs} eigenvectors, a graph has {n}")
@@ -73,10 +76,10 @@ def batched_spectral_embeddings(
     for b, ((m, _), s) in enumerate(zip(normalized, sides)):
         rows, cols = bipartite_split(np.asarray(s, dtype=bool))
         block = m[rows][:, cols]
-        if 2 * block.nnz != m.nnz:
+        if 2 * block.count_nonzero() != m.count_nonzero():
             raise ValueError(f"sides[{b}] is not a bipartition of its graph: some edges join two nodes on one side")
         if cols.size <= num_eigs:
-            out[b] = spectral_embedding(adjs[b], num_eigs, sides=s)
+            out[b] = spectral_embedding(adjs[b], num_eigs, seeds[b], s)
         else:
             todo.append(b)
             splits.append((rows, cols))
@@ -93,7 +96,7 @@ def batched_spectral_embeddings(
         for j, b in enumerate(todo):
             (rows, cols), (_, sqrt_deg) = splits[j], normalized[b]
             if sigma[j].min() < MIN_SIGMA:  # B z / sigma would be inaccurate: solve M on the CPU
-                out[b] = spectral_embedding(adjs[b], num_eigs, sides=sides[b])
+                out[b] = spectral_embedding(adjs[b], num_eigs, seeds[b], sides[b])
                 continue
             vecs = np.empty((sizes[b], num_eigs))
             vecs[rows], vecs[cols] = top[j, : rows.size], bottom[j, : cols.size]

@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from nnclust import seeding
 from nnclust.graph import GraphError, PatternGraphs, build_graph
 from nnclust.parallel import map_tasks
 from nnclust.shuffles import shuffle_layers, shuffle_method
 from nnclust.significance import shuffle_statistics
-from nnclust.spectral import N_INIT, check_cluster_args, cluster_embedding, spectral_cluster
+from nnclust.spectral import N_INIT, check_cluster_args, kmeans_labels, ncut, spectral_cluster
 from nnclust.weight_layer import WeightLayer
 
 # k-means++ starts per shuffled network, against N_INIT for the network itself. Against
@@ -58,27 +59,40 @@ def _shuffled_ncuts(indices, shuffle: dict, num_clusters: int, n_init: int) -> l
     return out
 
 
-def _shuffled_ncuts_batched(indices, shuffle: dict, num_clusters: int, n_init: int, device: str) -> list[float]:
+def _kmeans_task(item, num_clusters: int, n_init: int) -> np.ndarray:
+    emb, seed = item
+    return kmeans_labels(emb, num_clusters, seed, n_init)
+
+
+def _gpu_shuffled_ncuts(
+    shuffle: dict, num_shuffles: int, num_clusters: int, n_init: int, device: str, batch_size: int, n_jobs: int, bar
+) -> list[float]:
+    """The GPU path. The main process builds a batch of shuffled graphs and solves their
+    eigenproblems in one batched ``eigh`` on `device`; k-means on the embeddings, most of
+    a shuffle's CPU time, goes to `n_jobs` local workers; the n-cuts come back here."""
     from nnclust.spectral_torch import batched_spectral_embeddings  # torch only on this path
 
-    graphs = [_shuffled_graph(i, **shuffle) for i in indices]
-    embeddings = batched_spectral_embeddings(
-        [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs]
-    )
-    return [
-        cluster_embedding(g.adjacency, emb, vals, num_clusters, _kmeans_seed(shuffle["seed"], i), n_init).ncut
-        for i, g, (vals, emb) in zip(indices, graphs, embeddings)
-    ]
+    task = partial(_kmeans_task, num_clusters=num_clusters, n_init=n_init)
+    out = []
+    for start in range(0, num_shuffles, batch_size):
+        indices = range(start, min(start + batch_size, num_shuffles))
+        graphs = [_shuffled_graph(i, **shuffle) for i in indices]
+        seeds = [_kmeans_seed(shuffle["seed"], i) for i in indices]
+        embeddings = batched_spectral_embeddings(
+            [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs], seeds=seeds
+        )
+        labels = map_tasks(task, [(emb, s) for (_, emb), s in zip(embeddings, seeds)], n_jobs, progress=False)
+        out.extend(ncut(g.adjacency, lab) for g, lab in zip(graphs, labels))
+        bar.update(len(indices))
+    return out
 
 
-def _study_part(part, shuffle: dict, num_clusters: int, n_init: int, shuffle_n_init: int, device: str):
-    """One task of a study: the network's own n-cut (``part=None``) or a chunk of shuffles."""
+def _study_part(part, shuffle: dict, num_clusters: int, n_init: int, shuffle_n_init: int):
+    """One task of a study on the CPU: the network's own n-cut (``part=None``) or a chunk of shuffles."""
     if part is None:
         ref = shuffle["graphs"].reference
         return spectral_cluster(ref.adjacency, num_clusters, shuffle["seed"], n_init, ref.sides).ncut
-    if device == "cpu":
-        return _shuffled_ncuts(part, shuffle, num_clusters, shuffle_n_init)
-    return _shuffled_ncuts_batched(part, shuffle, num_clusters, shuffle_n_init, device)
+    return _shuffled_ncuts(part, shuffle, num_clusters, shuffle_n_init)
 
 
 def shuffle_significance(
@@ -101,9 +115,9 @@ def shuffle_significance(
 
     Shuffle i uses child i of the ``shuffle`` stream of `seed`, whatever runs it:
     `n_jobs` local joblib workers, a Dask cluster at `scheduler_address`, or, with
-    ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU (k-means stays
-    on the CPU). The true network is always clustered on the CPU, exactly as the
-    clustering experiment does.
+    ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU, with k-means
+    on `n_jobs` local workers (`scheduler_address` is not used then). The true network
+    is always clustered on the CPU, exactly as the clustering experiment does.
     The true network gets `n_init` k-means++ starts and each
     shuffle `shuffle_n_init`.
     """
@@ -124,22 +138,28 @@ def shuffle_significance(
     shuffle = dict(
         layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
     )
-    if device == "cpu":
-        # The network travels to each worker once (`map_tasks`' shared), so tasks are
-        # cheap; chunks keep their number moderate on long studies, and at least 64 of
-        # them keep workers evenly loaded and the progress bar moving.
-        size = max(1, min(batch_size, num_shuffles // 64))
-    else:
-        size, n_jobs, scheduler_address = batch_size, 1, None  # one process drives the GPU
+    desc = f"{method} shuffles"
+    if device != "cpu":
+        ref = graphs.reference
+        true_ncut = spectral_cluster(ref.adjacency, num_clusters, seed, n_init, ref.sides).ncut
+        with tqdm(total=num_shuffles, desc=desc, disable=not progress, leave=False) as bar:
+            ncuts = _gpu_shuffled_ncuts(
+                shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar
+            )
+        return shuffle_statistics(true_ncut, np.asarray(ncuts))
+    # The network travels to each worker once (`map_tasks`' shared), so tasks are cheap;
+    # chunks keep their number moderate on long studies, and at least 64 of them keep
+    # workers evenly loaded and the progress bar moving.
+    size = max(1, min(batch_size, num_shuffles // 64))
     chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
     # The network's own clustering is the first (and longest) task, so that it runs on
     # a worker alongside the shuffles rather than before them.
-    task = partial(_study_part, num_clusters=num_clusters, n_init=n_init, shuffle_n_init=shuffle_n_init, device=device)
+    task = partial(_study_part, num_clusters=num_clusters, n_init=n_init, shuffle_n_init=shuffle_n_init)
     true_ncut, *done = map_tasks(
         task,
         [None, *chunks],
         n_jobs,
-        f"{method} shuffles",
+        desc,
         progress,
         scheduler_address,
         shared=shuffle,
