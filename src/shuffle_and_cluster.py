@@ -20,7 +20,7 @@ def config():
     shuffle_bn = False  # also permute batch-norm scales among units
     n_init = 50  # k-means++ starts for the network itself (as spectral_cluster_model)
     shuffle_n_init = 10  # and for each shuffle
-    n_jobs = 1  # joblib workers for the shuffles (-1: all cores)
+    n_jobs = 1  # joblib workers for the shuffles, or with device="cuda" for their k-means (-1: all cores)
     scheduler_address = None  # e.g. "tcp://127.0.0.1:8786": run the shuffles on that Dask cluster
     device = "cpu"  # "cuda": batch the shuffles' eigenproblems on the GPU
     batch_size = 16  # shuffles per GPU batch, or per task sent to a worker
