@@ -122,12 +122,15 @@ def test_progress_bar_counts_shuffles(monkeypatch):
         map_tasks(abs, [1, 2, 3], counts=[1, 1], progress=False)
 
 
-def test_device_errors_are_clear():
+def test_device_errors_are_clear(monkeypatch):
     with pytest.raises(ValueError, match="device must be"):
         shuffle_significance(small_layers(), 4, 3, device="tpu", progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             shuffle_significance(small_layers(), 4, 3, device="cuda", progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match="cannot use scheduler_address"):
+        shuffle_significance(small_layers(), 4, 3, device="cuda", scheduler_address="tcp://127.0.0.1:1", progress=False)
 
 
 @pytest.fixture(scope="module")

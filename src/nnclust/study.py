@@ -116,7 +116,7 @@ def shuffle_significance(
     Shuffle i uses child i of the ``shuffle`` stream of `seed`, whatever runs it:
     `n_jobs` local joblib workers, a Dask cluster at `scheduler_address`, or, with
     ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU, with k-means
-    on `n_jobs` local workers (`scheduler_address` is not used then). The true network
+    on `n_jobs` local workers (not with `scheduler_address`). The true network
     is always clustered on the CPU, exactly as the clustering experiment does.
     The true network gets `n_init` k-means++ starts and each
     shuffle `shuffle_n_init`.
@@ -131,6 +131,11 @@ def shuffle_significance(
 
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
+        if scheduler_address:
+            raise ValueError(
+                f"device={device!r} solves the shuffles on this machine's GPU, with k-means on local workers, "
+                "so it cannot use scheduler_address; unset one of them"
+            )
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
     check_cluster_args(graphs.reference.n_kept, num_clusters, n_init)
     if shuffle_n_init < 1:
