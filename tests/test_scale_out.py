@@ -219,6 +219,18 @@ def test_shared_data_may_hold_classes_workers_cannot_import():
     assert map_tasks(_times_factor, [1, 2, 3], n_jobs=2, progress=False, shared=Factor(5)) == [5, 10, 15]
 
 
+def test_shared_data_is_not_kept_when_joblib_runs_tasks_in_this_process():
+    from types import SimpleNamespace
+
+    from joblib import parallel_config
+
+    import nnclust.parallel
+
+    with parallel_config(backend="threading"):
+        assert map_tasks(_times_factor, [1, 2], n_jobs=2, progress=False, shared=SimpleNamespace(value=3)) == [3, 6]
+    assert nnclust.parallel._loaded == {}
+
+
 def test_shared_data_goes_to_each_dask_worker_once(by_value, dask_cluster):
     address = dask_cluster.scheduler_address
     results = map_tasks(

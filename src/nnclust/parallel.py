@@ -88,9 +88,13 @@ def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, share
         else:
             tasks = (delayed(fn)(x) for x in items)
         out = []
-        for r, count in zip(Parallel(n_jobs=n_jobs, return_as="generator")(tasks), counts):
-            out.append(r)
-            bar.update(count)
+        try:
+            for r, count in zip(Parallel(n_jobs=n_jobs, return_as="generator")(tasks), counts):
+                out.append(r)
+                bar.update(count)
+        finally:
+            # joblib runs the tasks in this process when it ends up with one worker
+            _loaded.clear()
     return out
 
 
