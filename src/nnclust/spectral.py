@@ -89,6 +89,19 @@ def bipartite_split(sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(~sides), np.flatnonzero(sides)
 
 
+def bipartite_block(m: sp.csr_matrix, sides: np.ndarray) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """(rows, cols, B): the split of `bipartite_split` and M's block between the sides,
+    M[rows][:, cols]; fails if some edge of M joins two nodes on one side."""
+    sides = np.asarray(sides, dtype=bool)
+    if sides.shape != (m.shape[0],):
+        raise ValueError(f"sides must be a bool array of shape ({m.shape[0]},), got shape {sides.shape}")
+    rows, cols = bipartite_split(sides)
+    b = m[rows][:, cols]
+    if 2 * b.count_nonzero() != m.count_nonzero():
+        raise ValueError("sides is not a bipartition of the graph: some edges join two nodes on the same side")
+    return rows, cols, b
+
+
 def bipartite_eigs(
     b: sp.spmatrix,
     num: int,
@@ -166,13 +179,7 @@ def spectral_embedding(
         return eigsh(op, k=k, which="LA", v0=v0[: op.shape[0]], tol=EIG_TOL)
 
     if sides is not None:
-        sides = np.asarray(sides, dtype=bool)
-        if sides.shape != (n,):
-            raise ValueError(f"sides must be a bool array of shape ({n},), got shape {sides.shape}")
-        rows, cols = bipartite_split(sides)
-        b = m[rows][:, cols]
-        if 2 * b.count_nonzero() != m.count_nonzero():
-            raise ValueError("sides is not a bipartition of the graph: some edges join two nodes on the same side")
+        rows, cols, b = bipartite_block(m, sides)
         found = bipartite_eigs(b, num_eigs, lanczos)
         if found is not None:
             sigma, top, bottom = found

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from nnclust.spectral import MIN_SIGMA, bipartite_split, embedding_from_eigh, normalized_adjacency, spectral_embedding
+from nnclust.spectral import MIN_SIGMA, bipartite_block, embedding_from_eigh, normalized_adjacency, spectral_embedding
 
 # Padding gets this diagonal value, below the spectrum of M ([-1, 1]) and of B^T B
 # ([0, 1]), so its eigenvalues never reach the top of the spectrum that the embedding takes.
@@ -74,10 +74,10 @@ def batched_spectral_embeddings(
     out: list = [None] * len(adjs)
     todo, splits, blocks = [], [], []
     for b, ((m, _), s) in enumerate(zip(normalized, sides)):
-        rows, cols = bipartite_split(np.asarray(s, dtype=bool))
-        block = m[rows][:, cols]
-        if 2 * block.count_nonzero() != m.count_nonzero():
-            raise ValueError(f"sides[{b}] is not a bipartition of its graph: some edges join two nodes on one side")
+        try:
+            rows, cols, block = bipartite_block(m, s)
+        except ValueError as exc:
+            raise ValueError(f"graph {b}: {exc}") from exc
         if cols.size <= num_eigs:
             out[b] = spectral_embedding(adjs[b], num_eigs, seeds[b], s)
         else:
