@@ -145,8 +145,7 @@ def shuffle_significance(
     )
     desc = f"{method} shuffles"
     if device != "cpu":
-        ref = graphs.reference
-        true_ncut = spectral_cluster(ref.adjacency, num_clusters, seed, n_init, ref.sides).ncut
+        true_ncut = _study_part(None, shuffle, num_clusters, n_init, shuffle_n_init)
         with tqdm(total=num_shuffles, desc=desc, disable=not progress, leave=False) as bar:
             ncuts = _gpu_shuffled_ncuts(
                 shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar
