@@ -504,26 +504,34 @@ def start_mongod(
     return handle
 
 
-def _wait_for_mongod(handle: MongoHandle, proc: subprocess.Popen | None, timeout: float) -> None:
+def _wait_until_ready(ready, name: str, handle, proc: subprocess.Popen | None, timeout: float, poll: float) -> None:
+    """Poll `ready()` until it is true; fail with the log's last lines if the server
+    process `name` exits first or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
-    while True:
-        # A refused TCP connection is seen at once, while a ping waits out its whole timeout.
-        version = _ping(handle.url) if _accepts_connections(handle.port) else None
-        if version is not None:
-            handle.version = version
-            return
+    while not ready():
         if not _pid_alive(handle.pid):
             code = f" with code {proc.returncode}" if proc is not None else ""
             raise RuntimeError(
-                f"mongod (pid {handle.pid}) exited{code} before answering on {handle.url}. "
+                f"{name} (pid {handle.pid}) exited{code} before answering on {handle.url}. "
                 f"Last lines of {handle.logpath}:\n{_tail(handle.logpath)}"
             )
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"mongod (pid {handle.pid}) did not answer on {handle.url} within {timeout:.0f} s. "
+                f"{name} (pid {handle.pid}) did not answer on {handle.url} within {timeout:.0f} s. "
                 f"Last lines of {handle.logpath}:\n{_tail(handle.logpath)}"
             )
-        time.sleep(0.1)
+        time.sleep(poll)
+
+
+def _wait_for_mongod(handle: MongoHandle, proc: subprocess.Popen | None, timeout: float) -> None:
+    def ready() -> bool:
+        # A refused TCP connection is seen at once, while a ping waits out its whole timeout.
+        version = _ping(handle.url) if _accepts_connections(handle.port) else None
+        if version is not None:
+            handle.version = version
+        return version is not None
+
+    _wait_until_ready(ready, "mongod", handle, proc, timeout, poll=0.1)
 
 
 def stop_mongod(handle_or_home: MongoHandle | Path | str | None = None) -> bool:
@@ -720,19 +728,7 @@ def start_omniboard(
 
 
 def _wait_for_omniboard(handle: OmniboardHandle, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not _http_ok(handle.url + "/"):
-        if not _pid_alive(handle.pid):
-            raise RuntimeError(
-                f"Omniboard (pid {handle.pid}) exited with code {proc.returncode} before serving {handle.url}. "
-                f"Last lines of {handle.logpath}:\n{_tail(handle.logpath)}"
-            )
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"Omniboard (pid {handle.pid}) did not answer on {handle.url} within {timeout:.0f} s. "
-                f"Last lines of {handle.logpath}:\n{_tail(handle.logpath)}"
-            )
-        time.sleep(0.2)
+    _wait_until_ready(lambda: _http_ok(handle.url + "/"), "Omniboard", handle, proc, timeout, poll=0.2)
 
 
 def stop_omniboard(handle_or_home: OmniboardHandle | Path | str | None = None) -> bool:
