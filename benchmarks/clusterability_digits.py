@@ -21,12 +21,12 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.cluster import SpectralClustering  # noqa: E402
 
-from nnclust.checkpoint import load_checkpoint  # noqa: E402
-from nnclust.jobs import train_job  # noqa: E402
-from nnclust.layers import extract_layers  # noqa: E402
-from nnclust.models import build_model  # noqa: E402
-from nnclust.spectral import ncut  # noqa: E402
-from nnclust.study import cluster_layers, shuffle_significance  # noqa: E402
+from nnclust.clustering.spectral import ncut  # noqa: E402
+from nnclust.clustering.study import cluster_layers, shuffle_significance  # noqa: E402
+from nnclust.experiments.train import train_job  # noqa: E402
+from nnclust.nets.checkpoint import load_checkpoint  # noqa: E402
+from nnclust.nets.layers import extract_layers  # noqa: E402
+from nnclust.nets.registry import build_model  # noqa: E402
 
 K = 12
 

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from nnclust.models import build_model
+from nnclust.nets.registry import build_model
 from nnclust.pruning import magnitude_masks
 from nnclust.regularizers import LaplacianEigensolver, clusterability_loss, weight_graph_edges
 from nnclust.training import prunable_weights

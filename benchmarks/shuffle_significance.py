@@ -11,7 +11,7 @@ graphs ('all' method, k=12) are clustered by:
 - baseline: scikit-learn SpectralClustering(affinity='precomputed',
   eigen_solver='arpack', assign_labels='kmeans', n_init=25, or 100 above 2000 nodes),
   one shuffle after another, then the n-cut;
-- ours: nnclust.study.shuffle_significance on --jobs workers.
+- ours: nnclust.clustering.study.shuffle_significance on --jobs workers.
 
 Prints per-shuffle times and their ratio (ours on a worker pool already started, as in
 a session of several studies), true n-cuts, shuffled means; then the per-shuffle time
@@ -41,11 +41,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.cluster import SpectralClustering  # noqa: E402
 
-from nnclust.checkpoint import load_checkpoint  # noqa: E402
-from nnclust.layers import extract_layers  # noqa: E402
-from nnclust.models import build_model  # noqa: E402
-from nnclust.spectral import ncut  # noqa: E402
-from nnclust.study import _shuffled_graph, cluster_layers, shuffle_significance  # noqa: E402
+from nnclust.clustering.spectral import ncut  # noqa: E402
+from nnclust.clustering.study import _shuffled_graph, cluster_layers, shuffle_significance  # noqa: E402
+from nnclust.nets.checkpoint import load_checkpoint  # noqa: E402
+from nnclust.nets.layers import extract_layers  # noqa: E402
+from nnclust.nets.registry import build_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 K = 12
@@ -64,7 +64,7 @@ class _Run:
 
 
 def trained(name: str, hidden: list[int]) -> Path:
-    from nnclust.jobs import train_job
+    from nnclust.experiments.train import train_job
 
     folder = RESULTS / name
     path = folder / "pruned_model.pt"

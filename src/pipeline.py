@@ -14,14 +14,14 @@ from sacred.observers import FileStorageObserver
 import shuffle_and_cluster
 import spectral_cluster_model
 import train_model
-from nnclust import runs
-from nnclust.sacred_setup import run_in_process
+from nnclust.exec.grid import run_in_process
+from nnclust.storage import paths
 
 SHUFFLE_METHODS = ("all", "nonzero")
 
 
 def _run(module, root: Path, config: dict, named=()):
-    folder = runs.run_dir(module.ex.path, root)
+    folder = paths.run_dir(module.ex.path, root)
     run = run_in_process(module.ex, [FileStorageObserver(str(folder))], config, named)
     return run, folder / str(run._id)
 
@@ -74,9 +74,9 @@ def format_summary(summary: dict) -> str:
         f"  runs      {train_dir}  {cluster_dir}  " + "  ".join(str(d) for d, _ in summary["shuffles"].values())
     )
     lines.append(
-        f"  plots     {train_dir / runs.TRAINING_CURVES}, {cluster_dir / runs.SORTED_ADJACENCY}, "
-        f"{cluster_dir / runs.LAYERED_DRAWING}, "
-        + ", ".join(str(d / runs.SHUFFLE_HISTOGRAM) for d, _ in summary["shuffles"].values())
+        f"  plots     {train_dir / paths.TRAINING_CURVES}, {cluster_dir / paths.SORTED_ADJACENCY}, "
+        f"{cluster_dir / paths.LAYERED_DRAWING}, "
+        + ", ".join(str(d / paths.SHUFFLE_HISTOGRAM) for d, _ in summary["shuffles"].values())
     )
     return "\n".join(lines)
 

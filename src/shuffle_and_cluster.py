@@ -5,10 +5,10 @@
 Shuffle methods: all, nonzero, nonzero_resample. Runs go to shuffle_clust_runs/<id>/.
 """
 
-from nnclust.jobs import shuffle_job
-from nnclust.sacred_setup import make_experiment, run_commandline
+from nnclust.experiments import shuffle
+from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("shuffle_and_cluster")
+ex = make_experiment("shuffle_and_cluster", shuffle.CONSTRAINTS, sections=shuffle.SECTIONS)
 
 
 @ex.config
@@ -18,13 +18,13 @@ def config():
     num_shuffles = 100
     shuffle_method = "all"
     shuffle_bn = False  # also permute batch-norm scales among units
-    n_init = 50  # k-means++ starts for the network itself (as spectral_cluster_model)
-    shuffle_n_init = 10  # and for each shuffle
+    n_init = shuffle.N_INIT  # k-means++ starts for the network itself (as spectral_cluster_model)
+    shuffle_n_init = shuffle.SHUFFLE_N_INIT  # and for each shuffle
     n_jobs = 1  # joblib workers for the shuffles, or with device="cuda" for their k-means (-1: all cores)
     scheduler_address = None  # e.g. "tcp://127.0.0.1:8786": run the shuffles on that Dask cluster
     device = "cpu"  # "cuda": batch the shuffles' eigenproblems on the GPU
     batch_size = 16  # shuffles per GPU batch, or per task sent to a worker
-    graph = {"normalize": True, "cnn_nodes": "full"}
+    graph = dict(shuffle.GRAPH_DEFAULTS)
     progress = True
     plot = True
 
@@ -33,7 +33,7 @@ def config():
 def main(_run, _seed, _config):
     cfg = dict(_config)
     settings = {k: cfg[k] for k in ("n_jobs", "scheduler_address", "device", "batch_size", "progress")}
-    return shuffle_job(
+    return shuffle.shuffle_job(
         _run,
         _seed,
         cfg["model"],

@@ -5,24 +5,24 @@
 `model` is a checkpoint file or a run folder. Runs go to clustering_runs/<id>/.
 """
 
-from nnclust.jobs import cluster_job
-from nnclust.sacred_setup import make_experiment, run_commandline
+from nnclust.experiments import cluster
+from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("spectral_cluster_model")
+ex = make_experiment("spectral_cluster_model", cluster.CONSTRAINTS, sections=cluster.SECTIONS)
 
 
 @ex.config
 def config():
     model = None  # checkpoint file or run folder (training_runs/<id>)
     num_clusters = 12
-    n_init = 50  # k-means++ starts; the lowest inertia wins, as in scikit-learn
-    graph = {"normalize": True, "cnn_nodes": "full"}  # cnn_nodes: "full" or "conv"
+    n_init = cluster.N_INIT  # k-means++ starts; the lowest inertia wins, as in scikit-learn
+    graph = dict(cluster.GRAPH_DEFAULTS)  # normalize (ReLU rescaling), cnn_nodes: "full" or "conv"
     plot = True
 
 
 @ex.main
 def main(_run, _seed, model, num_clusters, n_init, graph, plot):
-    return cluster_job(_run, _seed, model, num_clusters, n_init, graph, plot)
+    return cluster.cluster_job(_run, _seed, model, num_clusters, n_init, graph, plot)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@
 Runs are stored in training_runs/<id>/ with the dense and pruned checkpoints.
 """
 
-from nnclust.jobs import train_job
-from nnclust.sacred_setup import make_experiment, run_commandline
+from nnclust.experiments import train
+from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("train_model")
+ex = make_experiment("train_model", train.CONSTRAINTS, train.RELATIONS, train.SECTIONS)
 
 
 @ex.config
@@ -17,16 +17,17 @@ def config():
     dataset = {"name": "digits"}  # registry name plus its options, e.g. noise for moons
     data_root = "datasets"  # file-based datasets live in <data_root>/<name>/
     model = {"name": "mlp", "hidden": [128, 128], "dropout": 0.0}
-    optimizer = {"name": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0}
+    optimizer = dict(train.OPTIMIZER_DEFAULTS)  # name (adam, sgd), lr, momentum, weight_decay
     epochs = 20
     batch_size = 64
     lr_decay = 1.0  # learning rate multiplied by this after each epoch
     # Zhu & Gupta schedule over the last num_pruning_epochs epochs; 0 = no pruning.
-    pruning = {"final_sparsity": 0.0, "num_pruning_epochs": 0, "scope": "layer", "schedule": "polynomial"}
-    cluster_gradient = False  # add the clusterability regularizer to the loss
+    pruning = dict(train.PRUNING_DEFAULTS)  # final_sparsity, num_pruning_epochs, scope, schedule
+    regularizers = []  # regularizer specs added to the loss, e.g. [{"name": "clusterability", "lambda": 0.03}]
+    cluster_gradient = False  # short for regularizers=[{"name": "clusterability", **cluster_gradient_config}]
     # term = lambda * mean of Laplacian eigenvalues 2..num_eigs+1, applied every `frequency` steps;
     # normalize rescales hidden units (ReLU symmetry) before each application
-    cluster_gradient_config = {"lambda": 0.01, "num_eigs": 3, "frequency": 1, "normalize": True}
+    cluster_gradient_config = dict(train.CLUSTERABILITY_DEFAULTS)
     device = "cpu"
     progress = True
 
@@ -36,11 +37,11 @@ def config():
 @ex.main
 def main(
     _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
-    cluster_gradient, cluster_gradient_config, device, progress,
+    regularizers, cluster_gradient, cluster_gradient_config, device, progress,
 ):  # fmt: skip
-    return train_job(
+    return train.train_job(
         _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
-        device, progress, cluster_gradient, cluster_gradient_config,
+        device, progress, cluster_gradient, cluster_gradient_config, regularizers,
     )  # fmt: skip
 
 

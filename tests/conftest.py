@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnclust.jobs import train_job
+from nnclust.experiments.train import train_job
 
 
 class RecordingRun:

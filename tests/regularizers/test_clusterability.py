@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from nnclust.data import load_dataset
-from nnclust.graph import GraphError, build_graph
-from nnclust.layers import extract_layers
-from nnclust.models import build_model, layer_modules
+from nnclust.nets.layers import extract_layers
+from nnclust.nets.registry import build_model, layer_modules
 from nnclust.pruning import magnitude_masks
 from nnclust.regularizers import (
     REGULARIZERS,
@@ -20,6 +19,7 @@ from nnclust.regularizers import (
     rescale_hidden_units,
     weight_graph_edges,
 )
+from nnclust.structure.graph import GraphError, build_graph
 from nnclust.training import prunable_weights, train
 
 K = 3  # eigenvalues 2..4 of the Laplacian
@@ -386,3 +386,18 @@ def test_config_defaults_and_errors():
         from_config({"normalize": "yes"})
     with pytest.raises(ValueError, match=r"unknown regularizer 'spectral'.*clusterability"):
         build_regularizer({"name": "spectral"})
+
+
+def test_the_regularizer_graph_uses_each_batch_norms_own_eps():
+    model = bn_mlp(seed=4)
+    model.layer0.bn.eps = 0.7
+    with torch.no_grad():
+        model.layer0.bn.running_var[:3] = 1e-4
+    edges = weight_graph_edges(model)
+    w = model.layer0.fc.weight.detach().numpy()
+    bn = model.layer0.bn
+    scale = (bn.weight / torch.sqrt(bn.running_var + 0.7)).detach().numpy()
+    block = np.abs(w * scale[:, None])  # the layer0 block, written out by hand
+    adj = edges.adjacency().toarray()
+    n_in = w.shape[1]
+    np.testing.assert_allclose(adj[n_in : n_in + w.shape[0], :n_in], block, rtol=1e-12)

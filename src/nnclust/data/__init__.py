@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nnclust import seeding
-from nnclust.config import check_keys, lookup
+from nnclust.core import seeding
+from nnclust.core.config import check_keys
+from nnclust.core.registry import Registry
 from nnclust.data import readers, synthetic
 
 __all__ = ["DATASETS", "Dataset", "DatasetSpec", "dataset_names", "load_dataset", "resize_images", "stratified_split"]
@@ -242,7 +243,8 @@ def _frozen(**defaults) -> Mapping[str, object]:
     return MappingProxyType(dict(defaults))
 
 
-DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset",
     {
         "digits": DatasetSpec(
             _load_digits,
@@ -263,13 +265,13 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             _frozen(n_samples=1000, noise=0.1, factor=0.5, test_fraction=0.2),
             "scikit-learn make_circles, seeded",
         ),
-    }
+    },
 )
 
 
 def dataset_names() -> list[str]:
     """The registered dataset names, sorted."""
-    return sorted(DATASETS)
+    return DATASETS.names()
 
 
 def load_dataset(name: str, root: str | os.PathLike = "datasets", seed: int = 0, **options) -> Dataset:
@@ -280,7 +282,7 @@ def load_dataset(name: str, root: str | os.PathLike = "datasets", seed: int = 0,
     defaults (``DATASETS[name].defaults``); an unknown name or option is a ValueError
     that lists the valid ones, and a missing file a FileNotFoundError that names it.
     """
-    spec = lookup("dataset", DATASETS, name)
+    spec = DATASETS[name]
     check_keys(f"options of dataset {name}", options, spec.defaults)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an int, got {seed!r}")

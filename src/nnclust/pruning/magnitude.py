@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-SCOPES = ("global", "layer")
+from nnclust.core.registry import Registry
 
 
 def _prune_smallest(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -31,8 +31,7 @@ def magnitude_masks(
     weights together. Weights removed by `previous` masks stay removed, so pruning
     is monotone as the schedule raises the sparsity.
     """
-    if scope not in SCOPES:
-        raise ValueError(f"pruning scope must be one of {list(SCOPES)}, got {scope!r}")
+    by_scope = SCOPES[scope]
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
     previous = previous or {}
@@ -42,14 +41,26 @@ def magnitude_masks(
         if name in previous:
             s = torch.where(previous[name].flatten().cpu(), s, torch.full_like(s, -1.0))
         scores[name] = s
-    if scope == "layer":
-        return {n: _prune_smallest(s, sparsity).reshape(weights[n].shape) for n, s in scores.items()}
+    return {n: keep.reshape(weights[n].shape) for n, keep in by_scope(scores, sparsity).items()}
+
+
+def _layer_scope(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """Each tensor pruned to `sparsity` on its own."""
+    return {n: _prune_smallest(s, sparsity) for n, s in scores.items()}
+
+
+def _global_scope(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """All scores ranked together: layers end up with different sparsities."""
     keep = _prune_smallest(torch.cat(list(scores.values())), sparsity)
     out, i = {}, 0
     for n, s in scores.items():
-        out[n] = keep[i : i + s.numel()].reshape(weights[n].shape)
+        out[n] = keep[i : i + s.numel()]
         i += s.numel()
     return out
+
+
+# Scope name -> f(flat scores by tensor name, sparsity) -> flat keep-masks by tensor name.
+SCOPES = Registry("pruning scope", {"global": _global_scope, "layer": _layer_scope})
 
 
 def sparsity_of(masks: Mapping[str, torch.Tensor]) -> float:

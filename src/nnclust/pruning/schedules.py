@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nnclust.core.registry import Registry
+
 
 def polynomial_sparsity(
     epoch: int,
@@ -26,3 +28,6 @@ def polynomial_sparsity(
         return 0.0
     t = min(epoch - start + 1, num_pruning_epochs)
     return final_sparsity + (initial_sparsity - final_sparsity) * (1 - t / num_pruning_epochs) ** power
+
+
+SCHEDULES = Registry("pruning schedule", {"polynomial": polynomial_sparsity})

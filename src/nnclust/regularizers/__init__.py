@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nnclust.config import lookup
+from nnclust.core.registry import Registry
 from nnclust.regularizers.clusterability import (
     ClusterabilityRegularizer,
     LaplacianEigensolver,
@@ -16,14 +16,14 @@ from nnclust.regularizers.clusterability import (
 )
 
 # name -> builder taking the section's other keys as a dict
-REGULARIZERS = {"clusterability": from_config}
+REGULARIZERS = Registry("regularizer", {"clusterability": from_config})
 
 
 def build_regularizer(spec: Mapping):
     """The callback that ``{"name": ..., **options}`` describes; an unknown name is a
     ValueError listing the valid ones."""
     spec = dict(spec)
-    return lookup("regularizer", REGULARIZERS, spec.pop("name", None))(spec)
+    return REGULARIZERS[spec.pop("name", None)](spec)
 
 
 __all__ = [

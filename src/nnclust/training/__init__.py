@@ -1,6 +1,15 @@
 """Training: a short loop plus callbacks."""
 
 from nnclust.training.callbacks import MagnitudePruning, prunable_weights
-from nnclust.training.loop import OPTIMIZERS, TrainState, evaluate, make_optimizer, train
+from nnclust.training.loop import OPTIMIZER_DEFAULTS, OPTIMIZERS, TrainState, evaluate, make_optimizer, train
 
-__all__ = ["OPTIMIZERS", "MagnitudePruning", "TrainState", "evaluate", "make_optimizer", "prunable_weights", "train"]
+__all__ = [
+    "OPTIMIZER_DEFAULTS",
+    "OPTIMIZERS",
+    "MagnitudePruning",
+    "TrainState",
+    "evaluate",
+    "make_optimizer",
+    "prunable_weights",
+    "train",
+]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from nnclust.models import layer_modules
+from nnclust.nets.registry import layer_modules
 from nnclust.pruning import magnitude_masks, schedule, sparsity_of
 
 

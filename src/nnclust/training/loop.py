@@ -1,7 +1,7 @@
 """A short training loop; everything optional is a callback.
 
-A callback is any object with some of ``loss_term(state)``, ``on_step_end(state)``
-and ``on_epoch_end(state)``; they run in list order at those points.
+A callback is any object with some of ``on_train_start(state)``, ``loss_term(state)``,
+``on_step_end(state)`` and ``on_epoch_end(state)``; they run in list order at those points.
 ``loss_term`` returns a scalar tensor to add to the step's loss before the backward
 pass, or None to add nothing at this step (regularizers).
 """
@@ -16,24 +16,28 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from nnclust import seeding
-from nnclust.config import check_keys, lookup
+from nnclust.core import seeding
+from nnclust.core.config import check_keys
+from nnclust.core.registry import Registry
 
-OPTIMIZERS = {
-    "adam": lambda params, lr, momentum, weight_decay: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
-    "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay
-    ),
-}
-OPTIMIZER_KEYS = ("name", "lr", "momentum", "weight_decay")
+OPTIMIZERS = Registry(
+    "optimizer",
+    {
+        "adam": lambda params, lr, momentum, weight_decay: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
+        "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay
+        ),
+    },
+)
+OPTIMIZER_DEFAULTS = {"name": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0}
 
 
 def make_optimizer(spec: dict, params) -> torch.optim.Optimizer:
-    check_keys("optimizer", spec, OPTIMIZER_KEYS)
-    spec = {"lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, **spec}
+    check_keys("optimizer", spec, OPTIMIZER_DEFAULTS)
+    spec = {**OPTIMIZER_DEFAULTS, **spec}
     if spec["lr"] <= 0:
         raise ValueError(f"optimizer.lr must be > 0, got {spec['lr']}")
-    build = lookup("optimizer", OPTIMIZERS, spec["name"])
+    build = OPTIMIZERS[spec["name"]]
     return build(params, spec["lr"], spec["momentum"], spec["weight_decay"])
 
 
@@ -93,6 +97,9 @@ def train(
     opt = make_optimizer(dict(optimizer), model.parameters())
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay)
     state = TrainState(model=model, optimizer=opt, num_epochs=epochs)
+    for cb in callbacks:
+        if hasattr(cb, "on_train_start"):
+            cb.on_train_start(state)
     gen = seeding.torch_generator(seed, "data_order")
     n = len(data.x_train)
     bar = tqdm(range(epochs), desc="train", disable=not progress)

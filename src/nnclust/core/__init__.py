@@ -1,0 +1,1 @@
+"""Shared foundations: the Registry type, config checks and constraints, seeding streams."""

@@ -1,0 +1,66 @@
+"""Run the rows of a config grid as Sacred runs, locally or on a Dask cluster."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+
+from nnclust.exec.parallel import map_tasks
+from nnclust.storage import paths
+
+
+def expand_grid(grid: Mapping[str, list]) -> list[dict]:
+    """The cartesian product of `grid` as config updates, in key order.
+
+    ``{"seed": [0, 1], "num_clusters": [4, 8]}`` gives four rows.
+    """
+    for key, values in grid.items():
+        if not isinstance(values, list | tuple) or not values:
+            raise ValueError(f"grid values must be non-empty lists; {key!r} has {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_in_process(ex, observers: list, config_updates: dict | None = None, named_configs=()):
+    """``ex.run(...)`` with exactly `observers` attached for this run, then none again.
+
+    Experiments are module-level objects; restoring their observer list keeps one run's
+    storage from leaking into the next run in the same process.
+    """
+    ex.observers[:] = list(observers)
+    try:
+        return ex.run(config_updates=dict(config_updates or {}), named_configs=list(named_configs))
+    finally:
+        ex.observers[:] = []
+
+
+def _run_row(task: tuple[str, dict, str]) -> tuple[str, dict]:
+    # Imported here, on the worker: the experiment scripts live in src/, which
+    # workers must have on their path (PYTHONPATH=src).
+    from sacred.observers import FileStorageObserver
+
+    script, config, folder = task
+    run = run_in_process(importlib.import_module(script).ex, [FileStorageObserver(folder)], config)
+    return str(Path(folder) / str(run._id)), run.result
+
+
+def run_grid(
+    script: str,
+    grid: Mapping[str, list],
+    base: Mapping | None = None,
+    root: str | Path = ".",
+    n_jobs: int = 1,
+    scheduler_address: str | None = None,
+    progress: bool = True,
+) -> list[tuple[str, dict]]:
+    """Run `script` (``"train_model"``, ``"spectral_cluster_model"`` or
+    ``"shuffle_and_cluster"``) once per grid row, with `base` under the row's values.
+
+    Returns ``(run folder, result)`` per row, in row order. Runs are stored in the
+    script's default run folder under `root`.
+    """
+    folder = str(paths.run_dir(script, root).resolve())  # an unknown script fails here
+    rows = [(script, {**dict(base or {}), **row}, folder) for row in expand_grid(grid)]
+    return map_tasks(_run_row, rows, n_jobs, f"{script} grid", progress, scheduler_address)

@@ -1,0 +1,31 @@
+"""Scratch files for run artifacts."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+_SCRATCH: tempfile.TemporaryDirectory | None = None
+
+
+def scratch(prefix: str) -> Path:
+    """A fresh folder for artifact files, removed when the process exits.
+
+    Artifacts outlive the experiment body on purpose: a queued observer may copy them
+    only after the run has returned.
+    """
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = tempfile.TemporaryDirectory(prefix="nnclust-")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH.name))
+
+
+def add_artifact(run, folder: Path, name: str, fig=None) -> Path:
+    """Store `folder/name` as the run's artifact `name`, saving `fig` there first if given."""
+    path = folder / name
+    if fig is not None:
+        from nnclust.viz.figures import save  # matplotlib only where figures are made
+
+        save(fig, path)
+    run.add_artifact(str(path), name)
+    return path

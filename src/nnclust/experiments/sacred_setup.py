@@ -1,0 +1,123 @@
+"""What every experiment script shares: named configs from `configs/`, the default
+folder observer, and output capture that keeps progress bars readable."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+# sacred 0.8.7 imports pkg_resources at import time; the deprecation notice is noise.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+from sacred import SETTINGS, Experiment  # noqa: E402
+from sacred.observers import FileStorageObserver  # noqa: E402
+from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
+
+from nnclust.core.constraints import validate  # noqa: E402
+from nnclust.storage import paths  # noqa: E402
+
+# "sys" capture instead of the default file-descriptor capture: joblib worker processes
+# inherit the descriptors and would keep Sacred's tee process waiting at run end.
+SETTINGS.CAPTURE_MODE = "sys"
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+_OBSERVER_FLAGS = ("-F", "--file_storage")
+
+
+class _Shorten(logging.Filter):
+    """Cut long log lines: Sacred logs the whole result, labels of every node included."""
+
+    limit = 400
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if len(msg) > self.limit:
+            record.msg, record.args = msg[: self.limit] + f" … ({len(msg)} characters; full result in run.json)", ()
+        return True
+
+
+def _logger() -> logging.Logger:
+    """Sacred's console format ("INFO - name - message"), with long lines cut; each
+    experiment logs to a child of this logger."""
+    logger = logging.getLogger("nnclust")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+        handler.addFilter(_Shorten())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def make_experiment(name: str, constraints=None, relations=(), sections=None) -> Experiment:
+    """A Sacred experiment whose named configs are the `configs/<name>.yaml` files.
+
+    Each file is usable as ``with <stem>`` (e.g. ``with mlp_config``) or by path.
+    Keys of a file that the experiment does not use are rejected by Sacred.
+
+    `constraints`, `relations` and `sections` (see `nnclust.core.constraints.validate`)
+    are checked by a config hook: on the final config, before a run is created, so a
+    bad value fails in one message naming the key and leaves no run behind.
+    """
+    ex = Experiment(name, save_git_info=False)
+    if constraints or relations or sections:
+
+        def check_config(config, command_name, logger):
+            validate(config, constraints or {}, relations, sections)
+            return {}
+
+        ex.config_hook(check_config)
+    ex.logger = _logger()
+    ex.captured_out_filter = apply_backspaces_and_linefeeds
+    prefix = f"{name}."
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        # configs/<experiment>.<name>.yaml belongs to one experiment; plain <name>.yaml to train_model.
+        stem = path.stem
+        if stem.startswith(prefix):
+            ex.add_named_config(stem[len(prefix) :], str(path))
+        elif "." not in stem and name == "train_model":
+            ex.add_named_config(stem, str(path))
+    return ex
+
+
+def _pop_mongo_flag(argv: list[str]) -> tuple[list[str], str | None]:
+    """Remove Sacred's ``-m/--mongo_db`` option from `argv` and return its value.
+
+    We attach the Mongo observer ourselves: Sacred would store the option, with any
+    credentials in it, in every run record's command-line options.
+    """
+    out, spec, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-m", "--mongo_db") and i + 1 < len(argv):
+            spec, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--mongo_db="):
+            spec = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out, spec
+
+
+def run_commandline(ex: Experiment, argv: list[str] | None = None):
+    """Run from the command line.
+
+    Runs are stored in the experiment's default run folder unless ``-F <dir>`` names
+    another one, and also in MongoDB with ``-m HOST:PORT:DB`` or when $NNCLUST_MONGO
+    names a store. The folder copy is kept either way, so a MongoDB outage during a
+    run loses nothing (`python -m nnclust.storage.mongo_import` uploads such runs later).
+    """
+    from nnclust.storage import mongo
+
+    argv, spec = _pop_mongo_flag(list(sys.argv if argv is None else argv))
+    spec = spec or mongo.store_from_env()
+    if not any(a in _OBSERVER_FLAGS or a.startswith("--file_storage=") for a in argv[1:]):
+        ex.observers.append(FileStorageObserver(str(paths.run_dir(ex.path))))
+    if spec:
+        ex.observers.append(mongo.observer(spec))
+    return ex.run_commandline(argv)

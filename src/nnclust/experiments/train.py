@@ -1,0 +1,166 @@
+"""Train, and optionally prune, a network: the body of ``src/train_model.py``."""
+
+from __future__ import annotations
+
+import torch
+
+from nnclust.core import seeding
+from nnclust.core.config import check_keys, plain
+from nnclust.core.constraints import Boolean, Check, ConfigError, Interval, Options, Relation
+from nnclust.data import DATASETS, load_dataset
+from nnclust.experiments.artifacts import add_artifact, scratch
+from nnclust.nets.checkpoint import save_checkpoint
+from nnclust.nets.registry import MODELS, build_model
+from nnclust.pruning import PRUNING_DEFAULTS, SCHEDULES, SCOPES
+from nnclust.regularizers import REGULARIZERS, build_regularizer
+from nnclust.regularizers.clusterability import CONFIG_DEFAULTS as CLUSTERABILITY_DEFAULTS
+from nnclust.storage import paths
+from nnclust.storage.metric_log import DownsampledLog
+from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS, MagnitudePruning, evaluate, train
+from nnclust.viz import figures
+
+__all__ = ["CLUSTERABILITY_DEFAULTS", "CONSTRAINTS", "OPTIMIZER_DEFAULTS", "PRUNING_DEFAULTS", "RELATIONS", "train_job"]
+
+
+def _is_spec_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value)
+
+
+CONSTRAINTS = {
+    "dataset.name": Options(DATASETS),
+    "model.name": Options(MODELS),
+    "optimizer.name": Options(OPTIMIZERS),
+    "optimizer.lr": Interval(0, None, closed="neither"),
+    "optimizer.momentum": Interval(0, 1),
+    "optimizer.weight_decay": Interval(0, None),
+    "epochs": Interval(1, None, integer=True),
+    "batch_size": Interval(1, None, integer=True),
+    "lr_decay": Interval(0, 1, closed="right"),
+    "pruning.final_sparsity": Interval(0, 1, closed="left"),
+    "pruning.num_pruning_epochs": Interval(0, None, integer=True),
+    "pruning.scope": Options(SCOPES),
+    "pruning.schedule": Options(SCHEDULES),
+    "cluster_gradient": Boolean(),
+    "cluster_gradient_config.lambda": Interval(0, None),
+    "cluster_gradient_config.num_eigs": Interval(1, None, integer=True),
+    "cluster_gradient_config.frequency": Interval(1, None, integer=True),
+    "cluster_gradient_config.normalize": Boolean(),
+    "regularizers": Check(_is_spec_list, 'a list of regularizer specs such as [{"name": "clusterability"}]'),
+    "device": Check(lambda d: d == "cpu" or str(d).startswith("cuda"), "'cpu' or 'cuda[:N]'"),
+    "progress": Boolean(),
+}
+RELATIONS = [
+    Relation(
+        ["pruning.num_pruning_epochs", "epochs"],
+        lambda n, epochs: n <= epochs,
+        "pruning.num_pruning_epochs={pruning_num_pruning_epochs} must be <= epochs={epochs}: "
+        "the schedule prunes over the last num_pruning_epochs epochs; lower it or raise epochs",
+    ),
+    Relation(
+        ["pruning.final_sparsity", "pruning.num_pruning_epochs"],
+        lambda s, n: s == 0 or n >= 1,
+        "pruning.final_sparsity={pruning_final_sparsity} needs pruning.num_pruning_epochs >= 1 "
+        "(it is {pruning_num_pruning_epochs}); set the number of epochs to prune over",
+    ),
+    Relation(
+        ["regularizers"],
+        lambda specs: all(s["name"] in REGULARIZERS for s in specs),
+        f"regularizers: unknown name in {{regularizers}}; valid names are {REGULARIZERS.names()}",
+    ),
+]
+SECTIONS = {
+    "pruning": PRUNING_DEFAULTS,
+    "optimizer": OPTIMIZER_DEFAULTS,
+    "cluster_gradient_config": CLUSTERABILITY_DEFAULTS,
+}
+
+
+def regularizer_specs(regularizers: list, cluster_gradient: bool, cluster_gradient_config: dict | None) -> list[dict]:
+    """The regularizer specs of a run: `regularizers`, plus the clusterability term when
+    the older switch ``cluster_gradient=True`` asks for it (with `cluster_gradient_config`)."""
+    specs = [dict(s) for s in plain(regularizers or [])]
+    if cluster_gradient:
+        if any(s.get("name") == "clusterability" for s in specs):
+            raise ConfigError(
+                "cluster_gradient=True and a 'clusterability' entry in regularizers both ask for the term; "
+                "keep one of them"
+            )
+        specs.append({"name": "clusterability", **plain(cluster_gradient_config or {})})
+    return specs
+
+
+def train_job(
+    run,
+    seed: int,
+    dataset: dict,
+    data_root: str,
+    model: dict,
+    optimizer: dict,
+    epochs: int,
+    batch_size: int,
+    lr_decay: float,
+    pruning: dict,
+    device: str = "cpu",
+    progress: bool = True,
+    cluster_gradient: bool = False,
+    cluster_gradient_config: dict | None = None,
+    regularizers: list | None = None,
+) -> dict:
+    """Train (and prune) a model; store dense and pruned checkpoints and curves.
+
+    `regularizers` is a list of ``{"name": ..., **options}`` specs of the regularizer
+    registry, each added to the loss as a training callback; ``cluster_gradient=True``
+    adds the clusterability term with `cluster_gradient_config` (lambda, num_eigs,
+    frequency, normalize), whose value is logged per epoch as ``cluster_term``.
+    """
+    dataset, model, optimizer, pruning = plain([dataset, model, optimizer, pruning])
+    reg_callbacks = [
+        build_regularizer(s) for s in regularizer_specs(regularizers, cluster_gradient, cluster_gradient_config)
+    ]
+    check_keys("pruning", pruning, PRUNING_DEFAULTS)
+    pruning = {**PRUNING_DEFAULTS, **pruning}
+    SCOPES[pruning["scope"]]  # an unknown scope fails before any training
+    if pruning["final_sparsity"] > 0 and pruning["num_pruning_epochs"] < 1:
+        raise ValueError("pruning.final_sparsity > 0 needs pruning.num_pruning_epochs >= 1")
+    options = {k: v for k, v in dataset.items() if k != "name"}
+    data = load_dataset(dataset.get("name"), root=data_root, seed=seeding.int_seed(seed, "data_split"), **options)
+    torch.manual_seed(seeding.int_seed(seed, "init"))
+    net = build_model(model, data.input_shape, data.num_classes)
+    arch = {"model": dict(model), "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+    tmp = scratch("train-")
+    log = DownsampledLog(run)
+    history = log.history
+
+    dense = {}
+
+    def save_dense(state):
+        dense["test_accuracy"] = state.metrics["test_accuracy"]
+        save_checkpoint(tmp / paths.UNPRUNED_MODEL, state.model, arch)
+
+    pruner = MagnitudePruning(
+        pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense
+    )
+    callbacks = [pruner, *reg_callbacks]  # regularizers after pruning: they rescale the pruned weights
+    train(
+        net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr_decay=lr_decay,
+        seed=seed, callbacks=callbacks, log=log, progress=progress, device=device,
+    )  # fmt: skip
+    test_loss, test_acc = evaluate(net, data.x_test, data.y_test)
+    net.cpu()
+    if pruner.masks:
+        add_artifact(run, tmp, paths.UNPRUNED_MODEL)
+        save_checkpoint(tmp / paths.PRUNED_MODEL, net, arch, pruner.masks)
+        add_artifact(run, tmp, paths.PRUNED_MODEL)
+    else:
+        save_checkpoint(tmp / paths.UNPRUNED_MODEL, net, arch)
+        add_artifact(run, tmp, paths.UNPRUNED_MODEL)
+        dense["test_accuracy"] = test_acc
+    add_artifact(run, tmp, paths.TRAINING_CURVES, figures.training_curves(history))
+    return {
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "sparsity": history["sparsity"][-1],
+        "unpruned_test_accuracy": dense["test_accuracy"],
+        "num_parameters": int(sum(p.numel() for p in net.parameters())),
+        "checkpoint": paths.PRUNED_MODEL if pruner.masks else paths.UNPRUNED_MODEL,
+    }

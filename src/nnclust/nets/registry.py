@@ -1,0 +1,66 @@
+"""Model registry: the config's ``model.name`` picks a builder, the other keys are its options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+from torch import nn
+
+from nnclust.core.config import check_keys
+from nnclust.core.registry import Registry
+from nnclust.nets.builders import LayeredNet, build_network
+from nnclust.nets.validate import LayerModules, ModelConventionError, layer_modules
+
+_MLP_KEYS = ("hidden", "batch_norm", "dropout")
+_CNN_KEYS = ("conv_channels", "hidden", "kernel_size", "batch_norm", "dropout", "max_pool")
+
+# name -> (builder, accepted option keys, defaults)
+MODELS = Registry(
+    "model",
+    {
+        "mlp": (partial(build_network, sequential=False), _MLP_KEYS, {"hidden": [128, 128]}),
+        "mlp_sequential": (partial(build_network, sequential=True), _MLP_KEYS, {"hidden": [128, 128]}),
+        "cnn": (
+            partial(build_network, sequential=False),
+            _CNN_KEYS,
+            {"conv_channels": [16, 32], "hidden": [64], "batch_norm": True},
+        ),
+        "cnn_sequential": (
+            partial(build_network, sequential=True),
+            _CNN_KEYS,
+            {"conv_channels": [16, 32], "hidden": [64], "batch_norm": True},
+        ),
+    },
+)
+
+
+def model_names() -> list[str]:
+    return MODELS.names()
+
+
+def build_model(spec: Mapping, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """Build the network that `spec` (``{"name": ..., **options}``) describes.
+
+    The result is validated against the layer conventions, so every registered
+    model can be turned into a graph.
+    """
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    builder, keys, defaults = MODELS[name]
+    check_keys(f"model ({name})", spec, keys)
+    model = builder(input_shape=tuple(input_shape), num_classes=int(num_classes), **{**defaults, **spec})
+    layer_modules(model)
+    return model
+
+
+__all__ = [
+    "MODELS",
+    "LayerModules",
+    "LayeredNet",
+    "ModelConventionError",
+    "build_model",
+    "build_network",
+    "layer_modules",
+    "model_names",
+]

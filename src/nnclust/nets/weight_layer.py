@@ -1,0 +1,43 @@
+"""The weight-layer record that all graph analyses read (numpy only, no torch).
+
+Kept apart from `nnclust.nets.layers`, which builds these records from torch modules, so
+that shuffle workers do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """One linear transform with the batch norm that follows it folded into a scale.
+
+    Attributes
+    ----------
+    name : state-dict prefix of the linear module (e.g. ``layer0.fc`` or ``0_fc``).
+    kind : ``"fc"`` (weight shape (out, in)) or ``"conv"`` (weight (out, in, kh, kw)).
+    weight, bias : float64 arrays; pruned entries are 0.
+    bn_scale : gamma / sqrt(running_var + eps), shape (out,), or None without batch norm.
+    mask : bool array shaped like `weight` (True = kept), or None when unpruned.
+    """
+
+    name: str
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    bn_scale: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weight.shape[0])
+
+    def with_weight(self, weight: np.ndarray, bn_scale: np.ndarray | None = None) -> "WeightLayer":
+        return replace(self, weight=weight, bn_scale=self.bn_scale if bn_scale is None else bn_scale)

@@ -1,0 +1,137 @@
+"""The smallest eigenpairs of the normalized Laplacian of an edge list, on CPU or GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import eigsh
+
+from nnclust.clustering.spectral import (
+    DENSE_LIMIT,
+    GRAM_DENSE_FILL,
+    bipartite_eigs,
+    bipartite_split,
+    normalize_edges,
+)
+from nnclust.core import seeding
+from nnclust.regularizers.clusterability.edges import EdgeList, symmetric
+
+METHODS = ("auto", "dense", "eigsh", "torch")
+
+
+class LaplacianEigensolver:
+    """The `num` smallest eigenpairs of L = I - D^-1/2 A D^-1/2 of an edge list.
+
+    Methods:
+
+    ``"dense"``
+        scipy ``eigh`` of M = D^-1/2 A D^-1/2 as one dense N x N matrix (CPU); the
+        reference the others are tested against.
+    ``"eigsh"``
+        the bipartite reduction, `nnclust.clustering.spectral.bipartite_eigs` (CPU). Edges only
+        join consecutive layers, so even and odd layers form the two sides of a
+        bipartite graph, M = [[0, B], [B^T, 0]], whose largest eigenpairs come from the
+        Gram matrix B^T B over the smaller side: densely when that side has at most
+        `dense_limit` nodes or B is at least `dense_fill` full, else by Lanczos on the
+        operator x -> B^T (B x). Against Lanczos on M this takes about a third of the
+        time (29 ms against 86 ms on the 2330-node pruned MLP of the benchmark). When
+        the smaller side has too few nodes, or a wanted sigma is near 0, M itself is
+        solved (densely up to `dense_limit` nodes, else by Lanczos). Shift-invert is
+        not used: the sparse LU of M - I costs more than all Lanczos iterations
+        together (1.2 s on the same graph).
+    ``"torch"``
+        ``torch.linalg.eigh`` of dense M on the edge values' device (for CUDA).
+    ``"auto"``
+        ``"torch"`` for CUDA tensors, else ``"eigsh"``.
+
+    Lanczos starts from the previous call's eigenvectors when the operator has the
+    same size: during training the graph moves little between steps, and the warm start
+    saves about a fifth of the iterations.
+    """
+
+    def __init__(
+        self, method: str = "auto", dense_limit: int = DENSE_LIMIT, seed: int = 0, dense_fill: float = GRAM_DENSE_FILL
+    ):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+        self.method = method
+        self.dense_limit = int(dense_limit)
+        self.dense_fill = float(dense_fill)
+        self.seed = seed
+        self._warm: dict[tuple[str, int], np.ndarray] = {}  # (operator, size) -> start vector
+
+    def pick(self, values: torch.Tensor) -> str:
+        if self.method != "auto":
+            return self.method
+        return "torch" if values.is_cuda else "eigsh"
+
+    def solve(self, edges: EdgeList, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues (num,) ascending and y = D^-1/2 U (n_kept, num), float64 on the
+        edge values' device."""
+        values, n = edges.values.detach(), edges.n_kept
+        device = values.device
+        if self.pick(values) == "torch":
+            w = values.double()
+            h, t = (torch.from_numpy(a).to(device) for a in (edges.heads, edges.tails))
+            degree = torch.zeros(n, dtype=w.dtype, device=device).index_add_(0, h, w).index_add_(0, t, w)
+            mw, s = normalize_edges(w, h, t, degree)
+            m = torch.zeros(n, n, dtype=w.dtype, device=device)
+            m[h, t] = m[t, h] = mw
+            mvals, u = torch.linalg.eigh(m)  # ascending: the largest of M come last
+            del m
+            return 1.0 - mvals[-num:].flip(0), u[:, -num:].flip(1) * s[:, None]
+        w = values.double().cpu().numpy()
+        h, t = edges.heads, edges.tails  # int64 (n_edges,)
+        degree = np.bincount(h, w, minlength=n) + np.bincount(t, w, minlength=n)
+        mw, s = normalize_edges(w, h, t, degree)
+        if self.pick(values) == "dense":
+            m = symmetric(mw, h, t, n).toarray()
+            mvals, u = scipy.linalg.eigh(m, subset_by_index=[n - num, n - 1])
+        else:
+            mvals, u = self._bipartite(mw, edges, num)
+        order = np.argsort(-mvals)
+        lam = torch.from_numpy(1.0 - mvals[order]).to(device)
+        # C order: the backward gathers rows of y.
+        y = torch.from_numpy(np.ascontiguousarray(u[:, order] * s[:, None])).to(device)
+        return lam, y
+
+    def _lanczos(self, op, num: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The `num` largest eigenpairs of a symmetric operator, warm-started per (name, size)."""
+        size = op.shape[0]
+        v0 = self._warm.get((name, size))
+        if v0 is None:
+            v0 = seeding.rng(self.seed, f"clusterability.{name}").uniform(-1, 1, size)
+        vals, vecs = eigsh(op, k=num, which="LA", v0=v0)
+        # The sum of the eigenvectors has weight on each of them; a little noise keeps it
+        # out of an exactly invariant subspace, where Lanczos would break down.
+        self._warm[(name, size)] = vecs.sum(axis=1) + seeding.rng(self.seed, "clusterability.warm").uniform(
+            -1e-3, 1e-3, size
+        )
+        return vals, vecs
+
+    def _bipartite(self, mw: np.ndarray, edges: EdgeList, num: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `num` largest eigenpairs (unordered) of M with off-diagonal entries `mw`,
+        through the singular values of its bipartite block."""
+        n, h, t = edges.n_kept, edges.heads, edges.tails
+        rows_nodes, cols_nodes = bipartite_split(edges.odd_side())
+        cols_side = np.zeros(n, bool)
+        cols_side[cols_nodes] = True
+        pos = np.empty(n, np.int64)
+        pos[rows_nodes] = np.arange(rows_nodes.size)
+        pos[cols_nodes] = np.arange(cols_nodes.size)
+        head_in_cols = cols_side[h]
+        r = pos[np.where(head_in_cols, t, h)]
+        c = pos[np.where(head_in_cols, h, t)]
+        b = sp.csr_matrix((mw, (r, c)), shape=(rows_nodes.size, cols_nodes.size))
+        found = bipartite_eigs(b, num, lambda op, k: self._lanczos(op, k, "gram"), self.dense_limit, self.dense_fill)
+        if found is not None:
+            sigma, top, bottom = found
+            u = np.empty((n, num))
+            u[rows_nodes], u[cols_nodes] = top, bottom
+            return sigma, u
+        m = symmetric(mw, h, t, n)
+        if n <= self.dense_limit:
+            return scipy.linalg.eigh(m.toarray(), subset_by_index=[n - num, n - 1])
+        return self._lanczos(m, num, "m")

@@ -1,0 +1,106 @@
+"""MongoDB run storage: URLs, a checked connection, the observer, and GridFS artifacts.
+
+A store is named by a URL with its database, ``mongodb://127.0.0.1:27017/nnclust``,
+or Sacred's short form ``127.0.0.1:27017:nnclust``. Credentials in a URL are never
+written into configs, run records or messages: `redact` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+ENV_VAR = "NNCLUST_MONGO"
+DEFAULT_DB = "nnclust"
+PING_TIMEOUT_MS = 3000
+OUTAGE_TIMEOUT_MS = 1500
+_SHORT = re.compile(r"^(?P<host>[\w.\-]+):(?P<port>\d+)(?::(?P<db>[\w\-]+))?$")
+_CREDS = re.compile(r"(^|//)[^@/]*@")
+
+
+class MongoUnavailableError(ConnectionError):
+    """The MongoDB server cannot be reached."""
+
+
+def redact(url: str) -> str:
+    """The URL with any ``user:password@`` replaced by ``***@``."""
+    return _CREDS.sub(r"\1***@", str(url))
+
+
+def parse(spec: str) -> tuple[str, str]:
+    """(client URL, database name) of a store spec."""
+    spec = str(spec).strip()
+    m = _SHORT.match(spec)
+    if m:
+        return f"mongodb://{m['host']}:{m['port']}", m["db"] or DEFAULT_DB
+    if spec.startswith(("mongodb://", "mongodb+srv://")):
+        scheme, rest = spec.split("://", 1)
+        hosts, _, tail = rest.partition("/")
+        db, _, query = tail.partition("?")
+        url = f"{scheme}://{hosts}/" + (f"?{query}" if query else "")
+        return url, db or DEFAULT_DB
+    raise ValueError(
+        f"cannot read MongoDB store {redact(spec)!r}; use mongodb://HOST:PORT/DB or HOST:PORT:DB "
+        f"(e.g. 127.0.0.1:27017:{DEFAULT_DB})"
+    )
+
+
+def client(spec: str):
+    """A pymongo client that has answered a ping, or a MongoUnavailableError."""
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    url, _ = parse(spec)
+    c = pymongo.MongoClient(url, serverSelectionTimeoutMS=PING_TIMEOUT_MS, connectTimeoutMS=PING_TIMEOUT_MS)
+    try:
+        c.admin.command("ping")
+    except PyMongoError as exc:
+        c.close()
+        raise MongoUnavailableError(
+            f"cannot reach MongoDB at {redact(url)} ({type(exc).__name__}). Start the project's server "
+            "with `make mongo-up`, or fix the URL."
+        ) from None
+    return c
+
+
+def connect(spec: str):
+    """The database of a store spec, after a successful ping."""
+    _, db = parse(spec)
+    return client(spec)[db]
+
+
+def observer(spec: str):
+    """A Sacred MongoObserver for the store (checked reachable first).
+
+    If the server goes away during a run, each write gives up after
+    OUTAGE_TIMEOUT_MS instead of pymongo's 30 s, and the end-of-run save is tried
+    twice, not ten times: the run finishes promptly, its folder copy is complete, and
+    `python -m nnclust.storage.mongo_import <run folder>` completes the MongoDB record later.
+    """
+    from sacred.observers import MongoObserver
+
+    class _Observer(MongoObserver):
+        def final_save(self, attempts):
+            import pymongo.errors
+
+            try:
+                super().final_save(attempts=min(attempts, 2))
+            except (OSError, TypeError, pymongo.errors.PyMongoError):
+                # Sacred then pickles the record into failure_dir (None here): the
+                # folder store already holds the whole run, so say where to look.
+                print(
+                    f"MongoDB at {redact(url)} was unreachable at the end of the run; the run folder "
+                    "holds all of it: upload it with `python -m nnclust.storage.mongo_import <run folder>`",
+                    file=sys.stderr,
+                )
+
+    url, db = parse(spec)
+    client(spec).close()
+    return _Observer(
+        url=url, db_name=db, serverSelectionTimeoutMS=OUTAGE_TIMEOUT_MS, connectTimeoutMS=OUTAGE_TIMEOUT_MS
+    )
+
+
+def store_from_env() -> str | None:
+    return os.environ.get(ENV_VAR) or None

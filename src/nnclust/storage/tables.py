@@ -1,0 +1,163 @@
+"""Runs into pandas: one table for folder stores and MongoDB alike.
+
+Each row is a run: ``run_id``, ``experiment``, ``status``, ``start_time``,
+``stop_time``, then ``config.<key>`` and ``result.<key>`` (nested keys joined with
+dots) and ``metric.<name>`` (the last logged value). Long list results (labels,
+shuffled n-cuts) are kept as Python lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+MONGO_PREFIXES = ("mongodb://", "mongodb+srv://")
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay whole."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list]) -> dict:
+    result = run.get("result")
+    row = {
+        "run_id": run_id,
+        "experiment": (run.get("experiment") or {}).get("name"),
+        "status": run.get("status"),
+        "start_time": run.get("start_time"),
+        "stop_time": run.get("stop_time"),
+    }
+    row.update(flatten({k: v for k, v in config.items() if k != "__doc__"}, "config."))
+    if isinstance(result, Mapping):
+        row.update(flatten(result, "result."))
+    elif result is not None:
+        row["result"] = result
+    row.update({f"metric.{name}": values[-1] for name, values in metrics.items() if values})
+    return row
+
+
+def _folder_rows(folder: Path) -> Iterable[dict]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder '{folder}' does not exist")
+    subdirs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    for sub in subdirs:
+        if not (sub / "run.json").is_file():
+            continue
+        run = json.loads((sub / "run.json").read_text())
+        config = json.loads((sub / "config.json").read_text()) if (sub / "config.json").is_file() else {}
+        metrics_path = sub / "metrics.json"
+        raw = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        yield _row(int(sub.name), run, config, {k: v.get("values", []) for k, v in raw.items()})
+
+
+def _mongo_rows(url: str, query: dict) -> Iterable[dict]:
+    from nnclust.storage.mongo import connect
+
+    db = connect(url)
+    for run in db.runs.find(query, sort=[("_id", 1)]):
+        metrics = {m["name"]: m.get("values", []) for m in db.metrics.find({"run_id": run["_id"]})}
+        yield _row(run["_id"], run, run.get("config", {}), metrics)
+
+
+def load_runs(
+    source: str | os.PathLike | Iterable[str | os.PathLike],
+    experiment: str | None = None,
+    status: str | None = None,
+    where: Mapping | None = None,
+) -> pd.DataFrame:
+    """A DataFrame of the runs in `source`: a run folder (``training_runs``), a list of
+    them, or a MongoDB URL with its database (``mongodb://127.0.0.1:27017/nnclust``).
+
+    `experiment`, `status` and `where` (flattened config keys -> values, e.g.
+    ``{"num_clusters": 12}`` or ``{"model.name": "mlp"}``) filter the rows.
+    """
+    sources = [source] if isinstance(source, str | os.PathLike) else list(source)
+    rows = []
+    for src in sources:
+        src = str(src)
+        if src.startswith(MONGO_PREFIXES):
+            query = {}
+            if experiment:
+                query["experiment.name"] = experiment
+            if status:
+                query["status"] = status
+            rows.extend(_mongo_rows(src, query))
+        else:
+            rows.extend(_folder_rows(Path(src)))
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    if experiment:
+        df = df[df["experiment"] == experiment]
+    if status:
+        df = df[df["status"] == status]
+    for key, value in (where or {}).items():
+        col = f"config.{key}"
+        if col not in df.columns:
+            raise KeyError(f"no config key {key!r} in these runs; known keys: {sorted(_config_keys(df))}")
+        df = df[df[col].apply(lambda v, value=value: v == value)]
+    return df.reset_index(drop=True)
+
+
+def _config_keys(df: pd.DataFrame) -> list[str]:
+    return [c[len("config.") :] for c in df.columns if c.startswith("config.")]
+
+
+def _is_nan(x) -> bool:
+    return isinstance(x, float) and x != x
+
+
+def _same(x, y) -> bool:
+    # NaN marks a key that a run does not have: two such runs agree on it.
+    return bool(x == y) or (_is_nan(x) and _is_nan(y))
+
+
+def config_diff(runs: pd.DataFrame, a, b) -> pd.DataFrame:
+    """The config keys whose values differ between runs `a` and `b` (their run_id),
+    as a table with one column per run."""
+    rows = {}
+    for run_id in (a, b):
+        match = runs[runs["run_id"] == run_id]
+        if match.empty:
+            raise KeyError(f"no run with run_id {run_id!r}; run_ids here: {runs['run_id'].tolist()}")
+        rows[run_id] = match.iloc[0]
+    out = {}
+    for key in _config_keys(runs):
+        va, vb = rows[a][f"config.{key}"], rows[b][f"config.{key}"]
+        if not _same(va, vb):
+            out[key] = {a: va, b: vb}
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print runs from folder stores or MongoDB as a table.")
+    parser.add_argument("sources", nargs="+", help="run folders (training_runs ...) or mongodb://HOST:PORT/DB")
+    parser.add_argument("--experiment")
+    parser.add_argument("--status")
+    parser.add_argument("--columns", default="run_id,experiment,status", help="comma-separated; 'all' for every one")
+    args = parser.parse_args(argv)
+    df = load_runs(args.sources, args.experiment, args.status)
+    if args.columns != "all" and not df.empty:
+        wanted = [c for c in args.columns.split(",") if c in df.columns]
+        wanted += [c for c in df.columns if c.startswith("result.") and not isinstance(df[c].iloc[0], list)]
+        df = df[wanted]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df.to_string(index=False) if not df.empty else "no runs")
+
+
+if __name__ == "__main__":
+    main()

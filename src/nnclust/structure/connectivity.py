@@ -1,0 +1,66 @@
+"""Who is joined to whom in a layered network: the one place that answers it.
+
+A network's weight blocks (one (n_out, n_in) array per layer, nonzero = an edge) define
+a layered graph with the inputs as group 0 and the outputs of layer g as group g + 1.
+
+- `io_components`: the nodes whose undirected connected component holds an input and an
+  output, the component filter of the clustering graph (as nn-clustering-pytorch does);
+- `forward_reach` / `backward_reach`: which units a path of nonzero weights joins to
+  some input (in-connected) or to some output (out-connected), the directed notions
+  that parameter states, dead-unit surgery and task splits read.
+
+All of them are vectorised: sparse matrix products per layer, no loop over units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+
+def io_components(adj: sp.csr_matrix, group: np.ndarray) -> np.ndarray:
+    """Bool mask of nodes whose connected component holds an input and an output node."""
+    _, comp = connected_components(adj, directed=False)
+    last = group.max()
+    has_in = np.zeros(comp.max() + 1, bool)
+    has_out = np.zeros(comp.max() + 1, bool)
+    has_in[comp[group == 0]] = True
+    has_out[comp[group == last]] = True
+    return has_in[comp] & has_out[comp]
+
+
+def _pattern(block) -> sp.csr_matrix:
+    """The 0/1 edge pattern of a weight block, as a sparse (n_out, n_in) matrix."""
+    m = sp.csr_matrix(block)
+    m.eliminate_zeros()
+    return sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)
+
+
+def forward_reach(blocks: Sequence, sources: np.ndarray | None = None) -> list[np.ndarray]:
+    """Bool arrays, one per node group (inputs first): the nodes that a path of nonzero
+    weights joins to one of the `sources` (a bool mask of the inputs; all by default).
+
+    The inputs' entry is `sources` itself.
+    """
+    first = blocks[0].shape[1]
+    reach = [np.ones(first, bool) if sources is None else np.asarray(sources, bool)]
+    if reach[0].shape != (first,):
+        raise ValueError(f"sources must be a bool array of shape ({first},), got shape {reach[0].shape}")
+    for block in blocks:
+        reach.append((_pattern(block) @ reach[-1].astype(np.float64)) > 0)
+    return reach
+
+
+def backward_reach(blocks: Sequence, targets: np.ndarray | None = None) -> list[np.ndarray]:
+    """Bool arrays, one per node group (inputs first): the nodes joined by a path of
+    nonzero weights to one of the `targets` (a bool mask of the outputs; all by default)."""
+    last = blocks[-1].shape[0]
+    reach = [np.ones(last, bool) if targets is None else np.asarray(targets, bool)]
+    if reach[0].shape != (last,):
+        raise ValueError(f"targets must be a bool array of shape ({last},), got shape {reach[0].shape}")
+    for block in reversed(blocks):
+        reach.append((_pattern(block).T @ reach[-1].astype(np.float64)) > 0)
+    return reach[::-1]

@@ -1,0 +1,105 @@
+"""Function-preserving transforms of a ReLU network's weights: batch-norm folding and
+ReLU rescaling, on weight arrays (for graphs) and in place on a live module (for
+training with the clusterability regularizer). The one place for both."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnclust.nets.weight_layer import WeightLayer
+
+# Incoming L2 norm that `rescale_hidden_units` gives every hidden unit (He-style scale).
+UNIT_NORM = math.sqrt(2.0)
+
+
+def fold_batch_norm(layers: list[WeightLayer]) -> list[np.ndarray]:
+    """Weights with each output unit scaled by its batch-norm factor gamma/sqrt(var+eps)."""
+    out = []
+    for lay in layers:
+        w = lay.weight
+        if lay.bn_scale is not None:
+            w = w * lay.bn_scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        out.append(w)
+    return out
+
+
+def _incoming(weights: list[np.ndarray], i: int) -> np.ndarray:
+    """Norm of each output unit's incoming weights in layer i, shape (out,)."""
+    w = weights[i]
+    return np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
+
+
+def _scale_outgoing(weights: list[np.ndarray], i: int, factor: np.ndarray) -> None:
+    """Multiply what layer i+1 reads from each unit of layer i by `factor` (in place)."""
+    nxt = weights[i + 1]
+    n = factor.size
+    if nxt.ndim == 4 or nxt.shape[1] == n:
+        weights[i + 1] = nxt * factor.reshape((1, n) + (1,) * (nxt.ndim - 2))
+    else:  # conv -> fc: each channel feeds a contiguous run of flattened positions
+        per = nxt.shape[1] // n
+        weights[i + 1] = nxt * np.repeat(factor, per)[None, :]
+
+
+def relu_rescale(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Scale every hidden unit's incoming weights to unit L2 norm and move the factor
+    onto its outgoing weights, layer by layer from the input.
+
+    Since ReLU(a x) = a ReLU(x) for a > 0 this leaves the network's function unchanged
+    (biases would scale with the incoming weights), so the graph no longer depends on
+    which of the equivalent rescalings training happened to reach. Units with no
+    incoming weight are left as they are.
+    """
+    weights = list(weights)
+    for i in range(len(weights) - 1):
+        norms = _incoming(weights, i)
+        factor = np.where(norms > 0, norms, 1.0)
+        w = weights[i]
+        weights[i] = w / factor.reshape((-1,) + (1,) * (w.ndim - 1))
+        _scale_outgoing(weights, i, factor)
+    return weights
+
+
+def rescale_hidden_units(model, norm: float = UNIT_NORM) -> None:
+    """Give every hidden unit incoming parameters of L2 norm `norm`, in place, moving
+    the factor onto its outgoing weights; the network function is unchanged.
+
+    ReLU(a x) = a ReLU(x) for a > 0 (max-pool and dropout commute with a, too), so
+    dividing a unit's incoming parameters by a and multiplying what the next layer reads
+    from it by a leaves every output as it was. A unit's incoming parameters are its
+    weights and bias, or, for a unit followed by batch norm, the BN affine pair
+    (gamma, beta): BN output does not scale with the pre-BN weights (in eval mode it
+    would not even be a pure rescale because of eps), but gamma and beta scale it
+    exactly. Across a conv -> fc flatten, channel c feeds the contiguous block
+    c*H*W..(c+1)*H*W-1 of the fc inputs. Layers are processed from the input, so that
+    the factor moved into layer i+1 is normalized away in its own turn. Units with
+    zero norm, and batch norms without affine parameters, are left as they are.
+    """
+    import torch  # here, not at the top: graph analyses never need torch
+
+    from nnclust.nets.validate import layer_modules
+
+    mods = layer_modules(model)
+    with torch.no_grad():
+        for m, nxt in zip(mods, mods[1:]):
+            if m.bn is not None:
+                if m.bn.weight is None:
+                    continue
+                incoming = [m.bn.weight.unsqueeze(1)] + ([m.bn.bias.unsqueeze(1)] if m.bn.bias is not None else [])
+            else:
+                w = m.linear.weight
+                incoming = [w.view(w.shape[0], -1)]
+                if m.linear.bias is not None:
+                    incoming.append(m.linear.bias.unsqueeze(1))
+            current = torch.sqrt(sum((p * p).sum(dim=1) for p in incoming))
+            factor = torch.where(current > 0, current / norm, torch.ones_like(current))
+            for p in incoming:
+                p.div_(factor.unsqueeze(1))  # views: divides the parameters in place
+            w_next = nxt.linear.weight
+            n = factor.numel()
+            if nxt.kind == "conv":
+                w_next.mul_(factor.reshape(1, n, 1, 1))
+            else:
+                # conv -> fc reads H*W flattened inputs per channel; fc -> fc reads one.
+                w_next.mul_(factor.repeat_interleave(w_next.shape[1] // n).unsqueeze(0))

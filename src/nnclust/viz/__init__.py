@@ -1,0 +1,1 @@
+"""Figures stored as run artifacts."""
