@@ -1,0 +1,87 @@
+"""The house reads one way: scripts -> experiments -> analyses -> structure/nets -> core."""
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import nnclust
+
+SRC = Path(nnclust.__file__).parent
+
+# Which packages each package may import from (besides itself). Lower layers never
+# import higher ones, so there are no cycles between packages.
+ALLOWED = {
+    "core": set(),
+    "nets": {"core"},
+    "data": {"core"},
+    "storage": {"core", "nets"},
+    "exec": {"core", "storage"},
+    "structure": {"core", "nets"},
+    "clustering": {"core", "nets", "structure", "exec"},
+    "pruning": {"core", "nets"},
+    "regularizers": {"core", "nets", "structure", "clustering"},
+    "training": {"core", "nets", "pruning"},
+    "viz": {"core", "structure"},
+    "experiments": {"core", "nets", "data", "storage", "exec", "structure", "clustering", "pruning",
+                    "regularizers", "training", "viz"},
+}  # fmt: skip
+
+
+def _modules():
+    return sorted(m.name for m in pkgutil.walk_packages([str(SRC)], prefix="nnclust."))
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n for n in names if n.startswith("nnclust.") or n == "nnclust"}
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_every_package_is_known():
+    packages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert packages == set(ALLOWED)
+
+
+def test_packages_import_only_lower_layers():
+    bad = []
+    for path in SRC.rglob("*.py"):
+        own = path.relative_to(SRC).parts[0]
+        if own not in ALLOWED:
+            continue
+        for name in _imports(path):
+            parts = name.split(".")
+            if len(parts) < 2 or parts[1] not in ALLOWED:
+                continue
+            if parts[1] != own and parts[1] not in ALLOWED[own]:
+                bad.append(f"{path.relative_to(SRC)} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_run_paths_import_nothing_of_ours():
+    assert _imports(SRC / "storage" / "paths.py") == set()
+
+
+def test_weight_layers_and_graphs_do_not_need_torch():
+    # shuffle workers build graphs from weight layers; they must not pay for importing torch
+    for rel in ("nets/weight_layer.py", "structure/graph.py", "structure/connectivity.py", "clustering/study.py"):
+        source = (SRC / rel).read_text()
+        top_level = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
+        assert not any(
+            (isinstance(n, ast.Import) and any(a.name == "torch" for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and (n.module or "").startswith("torch"))
+            for n in top_level
+        ), rel
