@@ -71,7 +71,7 @@ def layers_from_state_dict(
             raise ModelConventionError(
                 f"'{prefix}.weight' has shape {tuple(weight.shape)}; a {kind} weight has {want} dimensions"
             )
-        bn_scale = None
+        bn_scale = bn_shift = None
         if "bn" in roles:
             bn = roles["bn"]
             bn_prefix = prefixes[(layer, "bn")]
@@ -85,6 +85,8 @@ def layers_from_state_dict(
                 )
             eps = bn_eps.get(bn_prefix, DEFAULT_BN_EPS)
             bn_scale = _np(bn["weight"]) / np.sqrt(_np(bn["running_var"]) + eps)
+            if "running_mean" in bn and "bias" in bn:
+                bn_shift = _np(bn["bias"]) - _np(bn["running_mean"]) * bn_scale
         mask = masks.get(f"{prefix}.weight")
         layers.append(
             WeightLayer(
@@ -94,6 +96,7 @@ def layers_from_state_dict(
                 bias=_np(tensors["bias"]) if "bias" in tensors else None,
                 bn_scale=bn_scale,
                 mask=None if mask is None else _np(mask).astype(bool),
+                bn_shift=bn_shift,
             )
         )
     if not layers:
@@ -123,3 +126,39 @@ def extract_layers(source, masks: Mapping[str, torch.Tensor] | None = None) -> l
     if isinstance(source, Mapping):
         return layers_from_state_dict(source, masks)
     raise TypeError(f"cannot extract layers from a {type(source).__name__}")
+
+
+def mlp_from_layers(layers, input_shape=None, dtype=torch.float32) -> nn.Module:
+    """The `mlp` registry network whose fc layers hold `layers`' weights and biases.
+
+    `layers` are fc weight layers in forward order without batch norm (fold it first,
+    `nnclust.structure.transforms.fold_batch_norm_into_layers`); a layer without bias
+    gets a zero bias. `input_shape` (default ``(n_in,)``) may be an image shape, which
+    the network flattens. Returns the module and its checkpoint architecture.
+    """
+    from nnclust.nets.registry import build_model
+
+    layers = list(layers)
+    for lay in layers:
+        if lay.kind != "fc" or lay.bn_scale is not None:
+            raise ModelConventionError(
+                f"'{lay.name}': an MLP is rebuilt from fc layers without batch norm, got {lay.kind}"
+                + (" with batch norm" if lay.bn_scale is not None else "")
+            )
+    shape = [layers[0].n_in] if input_shape is None else list(input_shape)
+    arch = {
+        "model": {"name": "mlp", "hidden": [lay.n_out for lay in layers[:-1]]},
+        "input_shape": shape,
+        "num_classes": layers[-1].n_out,
+    }
+    model = build_model(arch["model"], arch["input_shape"], arch["num_classes"]).to(dtype)
+    with torch.no_grad():
+        for m, lay in zip(layer_modules(model), layers):
+            if tuple(m.linear.weight.shape) != lay.weight.shape:
+                raise ModelConventionError(
+                    f"'{lay.name}' has weight shape {lay.weight.shape}, but the MLP built for input shape "
+                    f"{tuple(shape)} expects {tuple(m.linear.weight.shape)}"
+                )
+            m.linear.weight.copy_(torch.from_numpy(np.asarray(lay.weight)))
+            m.linear.bias.copy_(torch.from_numpy(np.zeros(lay.n_out) if lay.bias is None else np.asarray(lay.bias)))
+    return model, arch

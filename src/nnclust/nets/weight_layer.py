@@ -22,6 +22,9 @@ class WeightLayer:
     weight, bias : float64 arrays; pruned entries are 0.
     bn_scale : gamma / sqrt(running_var + eps), shape (out,), or None without batch norm.
     mask : bool array shaped like `weight` (True = kept), or None when unpruned.
+    bn_shift : beta - running_mean * bn_scale, shape (out,): with `bn_scale`, batch norm in
+        eval mode maps z to z * bn_scale + bn_shift. None without batch norm, or when the
+        source held no running mean and beta (the graph needs only the scale).
     """
 
     name: str
@@ -30,6 +33,7 @@ class WeightLayer:
     bias: np.ndarray | None = None
     bn_scale: np.ndarray | None = None
     mask: np.ndarray | None = None
+    bn_shift: np.ndarray | None = None
 
     @property
     def n_in(self) -> int:

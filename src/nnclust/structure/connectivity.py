@@ -64,3 +64,31 @@ def backward_reach(blocks: Sequence, targets: np.ndarray | None = None) -> list[
     for block in reversed(blocks):
         reach.append((_pattern(block).T @ reach[-1].astype(np.float64)) > 0)
     return reach[::-1]
+
+
+def constant_activations(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """The constant ReLU activation of every hidden unit that no input reaches.
+
+    A unit that is not in-connected sees only other not-in-connected units, so its
+    activation is the same for every input: ReLU(b + sum_v w_v c_v) over its
+    not-in-connected predecessors v, a forward pass of the biases alone.
+
+    Parameters
+    ----------
+    weights : (n_out, n_in) fc weight arrays in forward order (zeros are pruned).
+    biases : (n_out,) arrays or None, one per layer.
+
+    Returns
+    -------
+    One float array per hidden node group (groups 1 .. L-1), NaN for in-connected units.
+    """
+    fed = forward_reach(weights)
+    const_prev = np.zeros(weights[0].shape[1])  # inputs: in-connected, contribute nothing here
+    out = []
+    for g, (w, b) in enumerate(zip(weights[:-1], biases[:-1]), start=1):
+        pre = (np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64)) + np.asarray(w) @ const_prev
+        c = np.maximum(pre, 0.0)
+        c[fed[g]] = np.nan
+        out.append(c)
+        const_prev = np.where(fed[g], 0.0, c)
+    return out

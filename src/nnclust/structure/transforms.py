@@ -5,6 +5,7 @@ training with the clusterability regularizer). The one place for both."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,6 +23,31 @@ def fold_batch_norm(layers: list[WeightLayer]) -> list[np.ndarray]:
         if lay.bn_scale is not None:
             w = w * lay.bn_scale.reshape((-1,) + (1,) * (w.ndim - 1))
         out.append(w)
+    return out
+
+
+def fold_batch_norm_into_layers(layers: list[WeightLayer]) -> list[WeightLayer]:
+    """Layers with their (eval-mode) batch norm folded into weight and bias: z * scale +
+    shift becomes (W * scale) x + (b * scale + shift). The function is unchanged; the
+    result has no batch norm. Needs `bn_shift` (running mean and beta) where there is a
+    batch norm."""
+    out = []
+    for lay in layers:
+        if lay.bn_scale is None:
+            out.append(lay)
+            continue
+        if lay.bn_shift is None:
+            raise ValueError(
+                f"batch norm after '{lay.name}' has no running mean or beta in this state dict; "
+                "folding it into the bias needs both"
+            )
+        scale = lay.bn_scale.reshape((-1,) + (1,) * (lay.weight.ndim - 1))
+        bias = np.zeros(lay.n_out) if lay.bias is None else lay.bias
+        out.append(
+            replace(
+                lay, weight=lay.weight * scale, bias=bias * lay.bn_scale + lay.bn_shift, bn_scale=None, bn_shift=None
+            )
+        )
     return out
 
 
