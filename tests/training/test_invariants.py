@@ -94,3 +94,24 @@ def test_scope_reaches_the_sparsity_of_the_whole_network(scope):
     w = {"big": torch.arange(10.0, 20.0), "small": torch.arange(1.0, 11.0) / 100}
     masks = magnitude_masks(w, 0.3, scope)
     assert sum(int((~m).sum()) for m in masks.values()) == 6
+
+
+def test_mse_objective_trains_a_regression_and_reports_no_accuracy():
+    from nnclust.data import Dataset
+    from nnclust.training import OBJECTIVES, evaluate
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 2, generator=gen)
+    y = (x[:, :1] - 2 * x[:, 1:]).float()  # a linear target, which an MLP learns to a small error
+    data = Dataset("linear", x[:200], y[:200], x[200:], y[200:], (2,), 1, objective="mse")
+    torch.manual_seed(0)
+    model = build_model({"name": "mlp", "hidden": [16]}, (2,), 1)
+    before, acc = evaluate(model, data.x_test, data.y_test, objective="mse")
+    assert acc != acc  # NaN: regression has no accuracy
+    with torch.no_grad():
+        expected = float(((model(data.x_test) - data.y_test) ** 2).mean())
+    assert before == pytest.approx(expected, rel=1e-6)  # mean over the whole test set, not per batch
+    state = train(model, data, epochs=30, batch_size=32, optimizer=OPT, objective="mse", progress=False)
+    assert state.metrics["test_loss"] < before / 10
+    with pytest.raises(ValueError, match=r"unknown objective 'hinge'.*'cross_entropy', 'mse'"):
+        OBJECTIVES["hinge"]

@@ -34,6 +34,11 @@ class Dataset:
     ``x_train``: float32, shape (n_train, *input_shape); images are (channels, height,
     width) with pixel intensities scaled to [0, 1]. ``y_train``: int64, shape (n_train,),
     class indices in 0..num_classes-1. ``x_test``/``y_test`` likewise with n_test rows.
+
+    `objective` names the training objective (a key of `nnclust.training.OBJECTIVES`).
+    The label layout above is that of ``"cross_entropy"``; other objectives only need
+    n rows of targets (e.g. float32 (n, d) for ``"mse"``, where `num_classes` is the
+    number of outputs d).
     """
 
     name: str
@@ -43,6 +48,7 @@ class Dataset:
     y_test: torch.Tensor
     input_shape: tuple[int, ...]
     num_classes: int
+    objective: str = "cross_entropy"
 
     def __post_init__(self) -> None:
         # Checked once here so that every consumer can rely on the documented layout.
@@ -53,6 +59,10 @@ class Dataset:
                     f"{self.name}: x_{split} is {x.dtype} {tuple(x.shape)}, expected "
                     f"float32 (n, *{tuple(self.input_shape)})"
                 )
+            if self.objective != "cross_entropy":
+                if y.shape[:1] != (x.shape[0],):
+                    raise ValueError(f"{self.name}: y_{split} has shape {tuple(y.shape)}, expected {x.shape[0]} rows")
+                continue
             if y.dtype != torch.int64 or y.shape != (x.shape[0],):
                 raise ValueError(
                     f"{self.name}: y_{split} is {y.dtype} {tuple(y.shape)}, expected int64 ({x.shape[0]},)"

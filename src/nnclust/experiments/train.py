@@ -143,9 +143,9 @@ def train_job(
     callbacks = [pruner, *reg_callbacks]  # regularizers after pruning: they rescale the pruned weights
     train(
         net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr_decay=lr_decay,
-        seed=seed, callbacks=callbacks, log=log, progress=progress, device=device,
+        seed=seed, callbacks=callbacks, log=log, progress=progress, device=device, objective=data.objective,
     )  # fmt: skip
-    test_loss, test_acc = evaluate(net, data.x_test, data.y_test)
+    test_loss, test_acc = evaluate(net, data.x_test, data.y_test, objective=data.objective)
     net.cpu()
     if pruner.masks:
         add_artifact(run, tmp, paths.UNPRUNED_MODEL)

@@ -2,8 +2,10 @@
 
 from nnclust.training.callbacks import MagnitudePruning, prunable_weights
 from nnclust.training.loop import OPTIMIZER_DEFAULTS, OPTIMIZERS, TrainState, evaluate, make_optimizer, train
+from nnclust.training.losses import OBJECTIVES
 
 __all__ = [
+    "OBJECTIVES",
     "OPTIMIZER_DEFAULTS",
     "OPTIMIZERS",
     "MagnitudePruning",

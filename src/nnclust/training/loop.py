@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys
 from nnclust.core.registry import Registry
+from nnclust.training.losses import OBJECTIVES
 
 OPTIMIZERS = Registry(
     "optimizer",
@@ -53,8 +53,12 @@ class TrainState:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy) of `model` on (x, y), in eval mode."""
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, objective: str = "cross_entropy"
+) -> tuple[float, float]:
+    """(mean loss, accuracy) of `model` on (x, y), in eval mode; the accuracy is NaN for
+    objectives without one (regression)."""
+    obj = OBJECTIVES[objective]
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -62,10 +66,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
         out = model(xb)
-        loss += F.cross_entropy(out, yb, reduction="sum").item()
-        correct += (out.argmax(1) == yb).sum().item()
+        loss += obj.loss(out, yb, reduction="sum").item()
+        c = obj.correct(out, yb)
+        correct = None if c is None or correct is None else correct + c
     model.train(was_training)
-    return loss / len(x), correct / len(x)
+    return loss / len(x), (float("nan") if correct is None else correct / len(x))
 
 
 def train(
@@ -81,8 +86,10 @@ def train(
     log: Callable[[str, float, int], None] | None = None,
     progress: bool = True,
     device: str = "cpu",
+    objective: str = "cross_entropy",
 ) -> TrainState:
-    """Train `model` on ``data.x_train``/``data.y_train`` with cross-entropy.
+    """Train `model` on ``data.x_train``/``data.y_train`` with `objective` (a key of
+    `OBJECTIVES`: cross-entropy by default).
 
     The data order comes from the ``data_order`` stream of `seed`. After each epoch
     the learning rate is multiplied by `lr_decay`, train/test loss and accuracy are
@@ -93,6 +100,7 @@ def train(
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     if not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+    obj = OBJECTIVES[objective]
     model.to(device)
     opt = make_optimizer(dict(optimizer), model.parameters())
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay)
@@ -111,7 +119,7 @@ def train(
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
-            ce = F.cross_entropy(model(xb), yb)
+            ce = obj.loss(model(xb), yb)
             loss = ce
             for cb in callbacks:
                 if hasattr(cb, "loss_term") and (term := cb.loss_term(state)) is not None:
@@ -126,7 +134,7 @@ def train(
                 if hasattr(cb, "on_step_end"):
                     cb.on_step_end(state)
         sched.step()
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, objective=objective)
         state.metrics = {"train_loss": total / n, "test_loss": test_loss, "test_accuracy": test_acc}
         for cb in callbacks:
             if hasattr(cb, "on_epoch_end"):
