@@ -126,3 +126,30 @@ def test_batch_norm_modules_own_eps_is_used():
         bn.running_var.copy_(torch.tensor([0.0, 0.5, 1.5, 1e-4]))
     expected = np.array([1.0, 2.0, -1.0, 0.5]) / np.sqrt(np.array([0.0, 0.5, 1.5, 1e-4]) + 0.5)
     np.testing.assert_allclose(extract_layers(model)[0].bn_scale, expected, rtol=1e-6)
+
+
+def test_random_bytes_are_not_a_checkpoint_rather_than_code(tmp_path):
+    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(CheckpointError, match=r"noise\.pt.*truncated, corrupt, or not a torch checkpoint") as err:
+        load_checkpoint(tmp_path / "noise.pt")
+    assert "run code" not in str(err.value)
+
+
+def test_nan_or_inf_weights_are_named_at_load(tmp_path):
+    model = _cnn()
+    with torch.no_grad():
+        model.layer2.fc.weight[0, :3] = float("nan")
+    path = save_checkpoint(tmp_path / "nan.pt", model, ARCH)
+    with pytest.raises(CheckpointError, match=r"'layer2\.fc\.weight' holds 3 NaN or infinite value"):
+        load_checkpoint(path)
+    torch.save({"0_fc.weight": torch.tensor([[1.0, float("inf")]])}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match=r"'0_fc\.weight' holds 1 NaN"):
+        load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_version_1_checkpoints_without_a_hash_still_load(tmp_path):
+    model = _cnn()
+    payload = {"format": "nnclust", "version": 1, "architecture": ARCH, "state_dict": model.state_dict(), "masks": {}}
+    torch.save(payload, tmp_path / "v1.pt")
+    ckpt = load_checkpoint(tmp_path / "v1.pt")
+    assert all(torch.equal(ckpt.state_dict[k], v) for k, v in model.state_dict().items())

@@ -1,13 +1,18 @@
 """Self-describing checkpoints, written atomically and read without running code.
 
-Ours hold ``{"format": "nnclust", "version": 1, "architecture": {...},
-"state_dict": {...}, "masks": {...}}``. A plain state dict (as written by
-nn-clustering-pytorch) also loads; it then has no architecture, which is enough
-for every graph analysis.
+Ours hold ``{"format": "nnclust", "version": 2, "architecture": {...},
+"state_dict": {...}, "masks": {...}, "extra": {...}, "sha256": "..."}``. The hash
+covers everything else in the file (names, dtypes, shapes and bytes of every tensor,
+and the architecture), and is checked on every load: a flipped byte in a tensor or in
+the pickled structure is reported, not loaded. Version 1 files (no hash) still load. A
+plain state dict (as written by nn-clustering-pytorch) also loads, unchecked; it then
+has no architecture, which is enough for every graph analysis.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -19,7 +24,8 @@ import torch
 from torch import nn
 
 FORMAT = "nnclust"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -31,6 +37,8 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     architecture: dict | None = None  # {"model": {...}, "input_shape": [...], "num_classes": int}
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Plain data or tensors saved beside the model (training state for resuming).
+    extra: dict = field(default_factory=dict)
 
     def build_model(self) -> nn.Module:
         """The module, with weights loaded (needs an architecture)."""
@@ -47,14 +55,47 @@ class Checkpoint:
         return model
 
 
+def _digest_update(h, value) -> None:
+    """Feed a value made of dicts, lists, tensors and JSON scalars into `h`, canonically."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, Mapping):
+        h.update(b"{")
+        for key in sorted(value, key=str):
+            h.update(json.dumps(str(key)).encode() + b":")
+            _digest_update(h, value[key])
+        h.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[")
+        for item in value:
+            _digest_update(h, item)
+        h.update(b"]")
+    else:
+        h.update(json.dumps(value, sort_keys=True).encode())
+
+
+def content_hash(payload: Mapping) -> str:
+    """sha256 of everything in a checkpoint payload except its own ``sha256`` entry."""
+    h = hashlib.sha256()
+    _digest_update(h, {k: v for k, v in payload.items() if k != "sha256"})
+    return h.hexdigest()
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
     architecture: Mapping | None,
     masks: Mapping[str, torch.Tensor] | None = None,
+    extra: Mapping | None = None,
 ) -> Path:
     """Write `model` atomically: a temporary file in the same folder, then a rename,
-    so a crash never leaves a half-written checkpoint under the final name."""
+    so a crash never leaves a half-written checkpoint under the final name.
+
+    `extra` holds plain data and tensors to keep beside the model (optimiser state, RNG
+    states, ...); it is covered by the content hash like the rest.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -63,7 +104,9 @@ def save_checkpoint(
         "architecture": None if architecture is None else dict(architecture),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "masks": {k: v.detach().cpu().clone() for k, v in (masks or {}).items()},
+        "extra": dict(extra or {}),
     }
+    payload["sha256"] = content_hash(payload)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -94,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
+        if "Unsupported global" not in str(exc):  # not a pickle of ours at all, or damaged
             raise _unreadable(path, exc) from exc
         raise CheckpointError(
             f"refusing to load '{path}': it holds Python objects other than tensors and plain "
@@ -104,11 +147,48 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except Exception as exc:  # torch raises several types for a damaged file
         raise _unreadable(path, exc) from exc
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        if obj.get("version") != VERSION:
-            raise CheckpointError(f"checkpoint '{path}' has version {obj.get('version')}; expected {VERSION}")
-        return Checkpoint(dict(obj["state_dict"]), obj.get("architecture"), dict(obj.get("masks") or {}))
+        version = obj.get("version")
+        if version not in READABLE_VERSIONS:
+            raise CheckpointError(
+                f"checkpoint '{path}' has version {version!r}; this nnclust reads versions {list(READABLE_VERSIONS)}"
+            )
+        if version >= 2 and obj.get("sha256") != _safe_hash(obj):
+            raise CheckpointError(
+                f"checkpoint '{path}' is corrupt: its contents do not match the sha256 stored in it. "
+                "Re-run the training that produced it, or restore the file from a copy."
+            )
+        try:
+            ckpt = Checkpoint(
+                dict(obj["state_dict"]),
+                obj.get("architecture"),
+                dict(obj.get("masks") or {}),
+                dict(obj.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _unreadable(path, exc) from exc
+        check_finite(ckpt.state_dict, path)
+        return ckpt
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        check_finite(obj, path)
         return Checkpoint(dict(obj))
     raise CheckpointError(
         f"'{path}' is neither an nnclust checkpoint nor a state dict of tensors (it holds a {type(obj).__name__})"
     )
+
+
+def _safe_hash(obj: Mapping) -> str | None:
+    try:
+        return content_hash(obj)
+    except (TypeError, ValueError, RuntimeError):  # a damaged structure that cannot be hashed
+        return None
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path) -> None:
+    """Raise a CheckpointError naming the first tensor holding NaN or infinite values."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(
+                f"checkpoint '{path}': tensor '{name}' holds {bad} NaN or infinite value(s) "
+                f"of {t.numel()}; the training diverged (lower the learning rate) or the file is damaged"
+            )
