@@ -1,7 +1,11 @@
 """End-to-end runs of the experiment scripts, in-process, with a folder observer in a temp dir."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ from nnclust.exec.grid import run_in_process
 from nnclust.storage import paths
 from nnclust.storage.refs import RunReferenceError, resolve_model
 
+SRC = Path(__file__).resolve().parents[1] / "src"
 MOONS = {
     "dataset": {"name": "moons", "n_samples": 300, "noise": 0.1},
     "model": {"name": "mlp", "hidden": [24, 24]},
@@ -168,3 +173,32 @@ def test_training_with_the_clusterability_term_logs_it(tmp_path):
     assert "cluster_term" not in json.loads((tmp_path / str(plain_run._id) / "metrics.json").read_text())
     with pytest.raises(ValueError, match="lambda"):
         run_exp(train_model, tmp_path, **{**config, "cluster_gradient_config": {"lambda": -1}})
+
+
+def _cli(script, *args, cwd):
+    return subprocess.run(
+        [sys.executable, str(SRC / script), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )  # fmt: skip
+
+
+def test_user_errors_on_the_command_line_are_one_or_two_lines(tmp_path):
+    bad = _cli("train_model.py", "with", "pruning.final_sparsity=1.5", cwd=tmp_path)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "pruning.final_sparsity=1.5 is not allowed: expected a number in [0, 1)" in bad.stderr
+    assert not list((tmp_path / "training_runs").iterdir())  # found before a run was created
+    missing = _cli("spectral_cluster_model.py", "with", "model=nowhere.pt", cwd=tmp_path)
+    lines = [line for line in missing.stderr.splitlines() if line.startswith("error:")]
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and len(lines) == 1
+    assert "model reference 'nowhere.pt' is neither a checkpoint file nor a run folder" in lines[0]
+    debug = _cli("spectral_cluster_model.py", "with", "model=nowhere.pt", "--debug", cwd=tmp_path)
+    assert "Traceback" in debug.stderr and "RunReferenceError" in debug.stderr
+
+
+def test_a_failed_training_run_is_not_taken_for_a_model_reference(tmp_path):
+    failed = tmp_path / "training_runs" / "4"
+    failed.mkdir(parents=True)
+    (failed / "run.json").write_text(json.dumps({"status": "FAILED"}))
+    (failed / "config.json").write_text(json.dumps({"model": {"name": "mlp", "hidden": [8]}}))
+    with pytest.raises(RunReferenceError, match=r"holds no checkpoint .*its run is FAILED.*only when it completes"):
+        resolve_model(failed)

@@ -150,3 +150,28 @@ def test_server_stopped_mid_run_loses_nothing(tmp_path, db_name):
     finally:
         thread.join(timeout=300)
         stop_mongod(home)
+
+
+def test_folder_and_mongo_stores_coexist_in_any_history(mongod, db_name, tmp_path):
+    """A folder with runs 1 and 2 next to a fresh database: the folder keeps its own
+    numbering (no FileExistsError, nothing lost), and each copy names the other."""
+    from nnclust.experiments.sacred_setup import RunFolderObserver
+
+    spec = f"{mongod.url}/{db_name}"
+    folder = tmp_path / "training_runs"
+    for _ in range(2):
+        run_with(train_model, [RunFolderObserver(str(folder))], **MOONS)
+    both = run_with(train_model, [RunFolderObserver(str(folder)), mongo.observer(spec)], **MOONS)
+    db = pymongo.MongoClient(mongod.url)[db_name]
+    doc = db.runs.find_one({"_id": both._id})
+    assert both._id == 1 and doc["status"] == "COMPLETED"
+    stored = json.loads((folder / "3" / "run.json").read_text())
+    assert stored["status"] == "COMPLETED" and stored["result"] == doc["result"]
+    stores = {"folder": {"path": str(folder / "3"), "id": 3}, "mongo": {"db": db_name, "id": 1}}
+    info = json.loads((folder / "3" / "info.json").read_text())  # the folder store keeps info apart
+    assert doc["info"]["stores"] == stores and info["stores"] == stores
+    # and the other way round: a database ahead of the folder
+    other = tmp_path / "fresh_runs"
+    again = run_with(train_model, [RunFolderObserver(str(other)), mongo.observer(spec)], **MOONS)
+    assert again._id == 2 and (other / "1" / "run.json").is_file()
+    assert db.runs.find_one({"_id": 2})["info"]["stores"]["folder"]["id"] == 1

@@ -64,6 +64,7 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None) ->
     bad value fails in one message naming the key and leaves no run behind.
     """
     ex = Experiment(name, save_git_info=False)
+    ex.pre_run_hook(lambda _run: record_stores(_run))
     if constraints or relations or sections:
 
         def check_config(config, command_name, logger):
@@ -82,6 +83,39 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None) ->
         elif "." not in stem and name == "train_model":
             ex.add_named_config(stem, str(path))
     return ex
+
+
+class RunFolderObserver(FileStorageObserver):
+    """A folder store that always numbers its runs itself.
+
+    Sacred hands every observer the id of the first one to start (MongoDB's, when both
+    are attached), and the plain folder observer then fails on a folder that already has
+    a run of that number (a record is lost). Here the folder keeps its own numbering,
+    whatever MongoDB's counter says; `record_stores` writes into each run where its
+    other copies live.
+    """
+
+    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+        return super().queued_event(ex_info, command, host_info, queue_time, config, meta_info, None)
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        return super().started_event(ex_info, command, host_info, start_time, config, meta_info, None)
+
+
+def record_stores(run) -> dict:
+    """Put ``info["stores"]`` into a started run: the folder (path and id) and the MongoDB
+    record (database and id) holding it, so each copy says where the other lives."""
+    stores = {}
+    for obs in run.observers:
+        if isinstance(obs, FileStorageObserver) and getattr(obs, "dir", None):
+            stores["folder"] = {"path": str(obs.dir), "id": int(Path(obs.dir).name)}
+        entry = getattr(obs, "run_entry", None)
+        runs_collection = getattr(obs, "runs", None)
+        if entry is not None and runs_collection is not None and "_id" in entry:
+            stores["mongo"] = {"db": runs_collection.database.name, "id": entry["_id"]}
+    if len(stores) > 1:
+        run.info["stores"] = stores
+    return stores
 
 
 def _pop_mongo_flag(argv: list[str]) -> tuple[list[str], str | None]:
@@ -104,6 +138,40 @@ def _pop_mongo_flag(argv: list[str]) -> tuple[list[str], str | None]:
     return out, spec
 
 
+def _pop_folder_flag(argv: list[str]) -> tuple[list[str], str | None]:
+    """Remove Sacred's ``-F/--file_storage`` option from `argv` and return its value
+    (we attach a `RunFolderObserver` for it)."""
+    out, folder, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _OBSERVER_FLAGS and i + 1 < len(argv):
+            folder, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--file_storage="):
+            folder = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out, folder
+
+
+# Errors that say what the user must change (a config value, a file, a reference, a
+# server); the traceback of these helps no one, so the command line prints the message.
+USER_ERRORS = (ValueError, FileNotFoundError, ConnectionError)
+
+
+def _print_error_briefly(print_traceback):
+    def printer(*args, **kwargs):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, USER_ERRORS):
+            print(f"error: {exc}", file=sys.stderr)
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        else:
+            print_traceback(*args, **kwargs)
+
+    return printer
+
+
 def run_commandline(ex: Experiment, argv: list[str] | None = None):
     """Run from the command line.
 
@@ -111,13 +179,28 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
     another one, and also in MongoDB with ``-m HOST:PORT:DB`` or when $NNCLUST_MONGO
     names a store. The folder copy is kept either way, so a MongoDB outage during a
     run loses nothing (`python -m nnclust.storage.mongo_import` uploads such runs later).
+    A user error (bad value, missing file, unreachable server) is printed as its message;
+    ``--debug`` (or ``-d``) shows the traceback.
     """
+    import sacred.experiment
+
     from nnclust.storage import mongo
 
     argv, spec = _pop_mongo_flag(list(sys.argv if argv is None else argv))
-    spec = spec or mongo.store_from_env()
-    if not any(a in _OBSERVER_FLAGS or a.startswith("--file_storage=") for a in argv[1:]):
-        ex.observers.append(FileStorageObserver(str(paths.run_dir(ex.path))))
-    if spec:
-        ex.observers.append(mongo.observer(spec))
-    return ex.run_commandline(argv)
+    argv, folder = _pop_folder_flag(argv)
+    try:
+        spec = spec or mongo.store_from_env()
+        ex.observers.append(RunFolderObserver(str(folder or paths.run_dir(ex.path))))
+        if spec:
+            ex.observers.append(mongo.observer(spec))
+    except USER_ERRORS as exc:
+        if "--debug" in argv or "-d" in argv:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    original = sacred.experiment.print_filtered_stacktrace
+    sacred.experiment.print_filtered_stacktrace = _print_error_briefly(original)
+    try:
+        return ex.run_commandline(argv)
+    finally:
+        sacred.experiment.print_filtered_stacktrace = original

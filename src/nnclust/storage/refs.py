@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nnclust.nets.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from nnclust.storage import mongo
-from nnclust.storage.paths import MODEL_ARTIFACTS, PRUNED_MODEL, UNPRUNED_MODEL
+from nnclust.storage.paths import MODEL_ARTIFACTS
 
 # A model reference may point at a run of these experiments; their config names the model.
 _FORWARDING_KEY = "model"
@@ -49,11 +49,14 @@ def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
                     return path / name
             config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
             upstream = config.get(_FORWARDING_KEY)
-            if upstream and path.resolve() not in _seen:
+            if isinstance(upstream, str) and upstream and path.resolve() not in _seen:
                 return resolve_model(upstream, (*_seen, path.resolve()))
+            run = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
+            status = run.get("status", "unknown")
             raise RunReferenceError(
-                f"run folder '{path}' holds no {PRUNED_MODEL} or {UNPRUNED_MODEL} and names no model; "
-                "did its training run fail?"
+                f"run folder '{path}' holds no checkpoint ({' or '.join(MODEL_ARTIFACTS)}): its run is {status}, and a "
+                "training run stores its checkpoints only when it completes. Point model= at a completed run "
+                "(or resume this one)."
             )
         raise RunReferenceError(f"'{path}' is a folder but not a run folder (no run.json or config.json)")
     raise RunReferenceError(
