@@ -1,7 +1,8 @@
 """Train, and optionally prune, a ReLU network.
 
     python src/train_model.py with mlp_config
-    python src/train_model.py with cnn_config epochs=5 pruning.final_sparsity=0.5
+    python src/train_model.py with cnn_config epochs=5 pruning.num_pruning_epochs=3 pruning.final_sparsity=0.5
+    python src/train_model.py with resume=training_runs/3     # continue a killed or interrupted run
 
 Runs are stored in training_runs/<id>/ with the dense and pruned checkpoints.
 """
@@ -9,7 +10,7 @@ Runs are stored in training_runs/<id>/ with the dense and pruned checkpoints.
 from nnclust.experiments import train
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("train_model", train.CONSTRAINTS, train.RELATIONS, train.SECTIONS)
+ex = make_experiment("train_model", train.CONSTRAINTS, train.RELATIONS, train.SECTIONS, train.resume_config)
 
 
 @ex.config
@@ -30,6 +31,8 @@ def config():
     cluster_gradient_config = dict(train.CLUSTERABILITY_DEFAULTS)
     device = "cpu"
     progress = True
+    checkpoint_every = "auto"  # epochs between resume points (resume_state.pt); "auto": ~10 per run, 0: none
+    resume = None  # a stopped run's folder, e.g. training_runs/3: continue it (with its config) to the end
 
 
 # Every key is a named parameter: Sacred then lets nested keys that a model or dataset
@@ -37,11 +40,11 @@ def config():
 @ex.main
 def main(
     _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
-    regularizers, cluster_gradient, cluster_gradient_config, device, progress,
+    regularizers, cluster_gradient, cluster_gradient_config, device, progress, checkpoint_every, resume,
 ):  # fmt: skip
     return train.train_job(
         _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
-        device, progress, cluster_gradient, cluster_gradient_config, regularizers,
+        device, progress, cluster_gradient, cluster_gradient_config, regularizers, checkpoint_every, resume,
     )  # fmt: skip
 
 

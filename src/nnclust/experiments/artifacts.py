@@ -29,3 +29,13 @@ def add_artifact(run, folder: Path, name: str, fig=None) -> Path:
         save(fig, path)
     run.add_artifact(str(path), name)
     return path
+
+
+def run_folder(run) -> Path | None:
+    """The folder of `run` in the folder store, if it has one (else None)."""
+    for obs in getattr(run, "observers", ()):
+        folder = getattr(obs, "dir", None)
+        if folder:
+            return Path(folder)
+    folder = getattr(run, "folder", None)  # stand-ins for Sacred's run in tests
+    return None if folder is None else Path(folder)

@@ -4,6 +4,7 @@ folder observer, and output capture that keeps progress bars readable."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -13,7 +14,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 
 from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
-from sacred.utils import apply_backspaces_and_linefeeds  # noqa: E402
+from sacred.utils import apply_backspaces_and_linefeeds, recursive_update  # noqa: E402
 
 from nnclust.core.constraints import validate  # noqa: E402
 from nnclust.storage import paths  # noqa: E402
@@ -53,7 +54,7 @@ def _logger() -> logging.Logger:
     return logger
 
 
-def make_experiment(name: str, constraints=None, relations=(), sections=None) -> Experiment:
+def make_experiment(name: str, constraints=None, relations=(), sections=None, config_updates=None) -> Experiment:
     """A Sacred experiment whose named configs are the `configs/<name>.yaml` files.
 
     Each file is usable as ``with <stem>`` (e.g. ``with mlp_config``) or by path.
@@ -62,14 +63,17 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None) ->
     `constraints`, `relations` and `sections` (see `nnclust.core.constraints.validate`)
     are checked by a config hook: on the final config, before a run is created, so a
     bad value fails in one message naming the key and leaves no run behind.
+    `config_updates(config) -> dict`, if given, runs first and its updates are applied
+    (e.g. a resumed run taking its predecessor's config).
     """
     ex = Experiment(name, save_git_info=False)
     ex.pre_run_hook(lambda _run: record_stores(_run))
     if constraints or relations or sections:
 
         def check_config(config, command_name, logger):
-            validate(config, constraints or {}, relations, sections)
-            return {}
+            updates = config_updates(config) if config_updates else {}
+            validate(recursive_update(config, updates), constraints or {}, relations, sections)
+            return updates
 
         ex.config_hook(check_config)
     ex.logger = _logger()
@@ -200,7 +204,18 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
         sys.exit(1)
     original = sacred.experiment.print_filtered_stacktrace
     sacred.experiment.print_filtered_stacktrace = _print_error_briefly(original)
+    # SIGTERM (kill, a scheduler's time limit) ends the run like Ctrl-C: Sacred records it
+    # as INTERRUPTED and flushes its metrics, instead of leaving it RUNNING forever.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return ex.run_commandline(argv)
+    except KeyboardInterrupt:
+        print("interrupted; a training run continues with `with resume=<its run folder>`", file=sys.stderr)
+        sys.exit(130)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sacred.experiment.print_filtered_stacktrace = original
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, ConfigError, Interval, Options, Relation
 from nnclust.data import DATASETS, load_dataset
-from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.checkpoint import save_checkpoint
+from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
+from nnclust.nets.checkpoint import load_checkpoint, save_checkpoint
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.pruning import PRUNING_DEFAULTS, SCHEDULES, SCOPES
 from nnclust.regularizers import REGULARIZERS, build_regularizer
 from nnclust.regularizers.clusterability import CONFIG_DEFAULTS as CLUSTERABILITY_DEFAULTS
 from nnclust.storage import paths
 from nnclust.storage.metric_log import DownsampledLog
+from nnclust.storage.refs import RunReferenceError
 from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS, MagnitudePruning, evaluate, train
 from nnclust.viz import figures
 
@@ -48,6 +52,8 @@ CONSTRAINTS = {
     "regularizers": Check(_is_spec_list, 'a list of regularizer specs such as [{"name": "clusterability"}]'),
     "device": Check(lambda d: d == "cpu" or str(d).startswith("cuda"), "'cpu' or 'cuda[:N]'"),
     "progress": Boolean(),
+    "checkpoint_every": [Options(["auto"]), Interval(0, None, integer=True)],
+    "resume": Check(lambda r: r is None or isinstance(r, str), "null or a training run folder, e.g. training_runs/3"),
 }
 RELATIONS = [
     Relation(
@@ -73,6 +79,44 @@ SECTIONS = {
     "optimizer": OPTIMIZER_DEFAULTS,
     "cluster_gradient_config": CLUSTERABILITY_DEFAULTS,
 }
+
+
+def auto_checkpoint_every(epochs: int) -> int:
+    """``checkpoint_every="auto"``: about ten resume points for runs of 10 epochs or more,
+    none for shorter ones (they are quicker to re-run than to resume)."""
+    return max(1, epochs // 10) if epochs >= 10 else 0
+
+
+def load_resume_state(resume: str) -> dict:
+    """The saved training state of the run folder `resume` (its ``resume_state.pt``)."""
+    folder = Path(resume)
+    run_json = folder / "run.json"
+    if not run_json.is_file():
+        raise RunReferenceError(f"resume={resume}: '{folder}' is not a run folder (no run.json)")
+    status = json.loads(run_json.read_text()).get("status")
+    if status == "COMPLETED":
+        raise RunReferenceError(f"resume={resume}: that run COMPLETED; there is nothing to resume")
+    path = folder / paths.RESUME_STATE
+    if not path.is_file():
+        raise RunReferenceError(
+            f"resume={resume}: the run ({status}) saved no training state; it stopped before its first "
+            "checkpoint or ran with checkpoint_every=0. Start it again instead."
+        )
+    extra = load_checkpoint(path).extra
+    return {"train": extra["train"], "log_history": extra["log_history"], "dense": extra["dense"]}
+
+
+def resume_config(config: dict) -> dict:
+    """Config hook: ``resume=<run folder>`` takes that run's whole config (seed included),
+    so that the resumed run is the same experiment."""
+    resume = config.get("resume")
+    if not resume:
+        return {}
+    path = Path(resume) / "config.json"
+    if not path.is_file():
+        raise RunReferenceError(f"resume={resume}: no config.json there; point it at a training run folder")
+    old = json.loads(path.read_text())
+    return {k: v for k, v in old.items() if k not in ("resume", "__doc__")}
 
 
 def regularizer_specs(regularizers: list, cluster_gradient: bool, cluster_gradient_config: dict | None) -> list[dict]:
@@ -105,6 +149,8 @@ def train_job(
     cluster_gradient: bool = False,
     cluster_gradient_config: dict | None = None,
     regularizers: list | None = None,
+    checkpoint_every: int | str = 0,
+    resume: str | None = None,
 ) -> dict:
     """Train (and prune) a model; store dense and pruned checkpoints and curves.
 
@@ -112,6 +158,11 @@ def train_job(
     registry, each added to the loss as a training callback; ``cluster_gradient=True``
     adds the clusterability term with `cluster_gradient_config` (lambda, num_eigs,
     frequency, normalize), whose value is logged per epoch as ``cluster_term``.
+
+    Every `checkpoint_every` epochs (``"auto"``: `auto_checkpoint_every`) the whole
+    training state is written atomically to the run folder as ``resume_state.pt``;
+    ``resume=<run folder>`` continues that run from its last one, and finishes with the
+    same numbers as an uninterrupted run.
     """
     dataset, model, optimizer, pruning = plain([dataset, model, optimizer, pruning])
     reg_callbacks = [
@@ -130,12 +181,30 @@ def train_job(
     tmp = scratch("train-")
     log = DownsampledLog(run)
     history = log.history
+    saved = load_resume_state(resume) if resume else None
 
     dense = {}
 
     def save_dense(state):
         dense["test_accuracy"] = state.metrics["test_accuracy"]
+        dense["state_dict"] = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
         save_checkpoint(tmp / paths.UNPRUNED_MODEL, state.model, arch)
+
+    if saved is not None:
+        for name, values in saved["log_history"].items():  # the resumed run gets the whole series
+            for epoch, value in enumerate(values):
+                log(name, value, epoch)
+        if saved["dense"]:
+            dense.update(saved["dense"])
+            dense_net = build_model(model, data.input_shape, data.num_classes)
+            dense_net.load_state_dict(dense["state_dict"])
+            save_checkpoint(tmp / paths.UNPRUNED_MODEL, dense_net, arch)
+
+    folder = run_folder(run)
+
+    def save_state(train_state: dict) -> None:
+        extra = {"train": train_state, "log_history": {k: list(v) for k, v in history.items()}, "dense": dense}
+        save_checkpoint(folder / paths.RESUME_STATE, net, arch, pruner.masks, extra)
 
     pruner = MagnitudePruning(
         pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense
@@ -144,6 +213,8 @@ def train_job(
     train(
         net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr_decay=lr_decay,
         seed=seed, callbacks=callbacks, log=log, progress=progress, device=device, objective=data.objective,
+        checkpoint=None if folder is None else save_state, resume=None if saved is None else saved["train"],
+        checkpoint_every=auto_checkpoint_every(epochs) if checkpoint_every == "auto" else int(checkpoint_every),
     )  # fmt: skip
     test_loss, test_acc = evaluate(net, data.x_test, data.y_test, objective=data.objective)
     net.cpu()

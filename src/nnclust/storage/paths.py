@@ -20,6 +20,8 @@ PRUNED_MODEL = "pruned_model.pt"
 # Checkpoints a run may hold, the one a model reference picks first.
 MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL)
 TRAINING_CURVES = "training_curves.png"
+# The whole training state, rewritten every few epochs, for resuming a stopped run.
+RESUME_STATE = "resume_state.pt"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"
 LAYERED_DRAWING = "network_by_cluster.png"
 SHUFFLE_HISTOGRAM = "shuffle_histogram.png"

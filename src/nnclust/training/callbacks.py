@@ -45,6 +45,12 @@ class MagnitudePruning:
         for name, mask in self.masks.items():
             params[name].mul_(mask.to(params[name].device, params[name].dtype))
 
+    def state_dict(self) -> dict:
+        return {"masks": {k: v.clone() for k, v in self.masks.items()}}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.masks = {k: v.clone() for k, v in saved["masks"].items()}
+
     def on_step_end(self, state) -> None:
         if self.masks:
             self.apply(state.model)

@@ -87,6 +87,9 @@ def train(
     progress: bool = True,
     device: str = "cpu",
     objective: str = "cross_entropy",
+    checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
 ) -> TrainState:
     """Train `model` on ``data.x_train``/``data.y_train`` with `objective` (a key of
     `OBJECTIVES`: cross-entropy by default).
@@ -95,6 +98,12 @@ def train(
     the learning rate is multiplied by `lr_decay`, train/test loss and accuracy are
     put in ``state.metrics`` and sent to ``log(name, value, epoch)``; callbacks run
     after that, so a pruning callback's change shows in the next epoch's numbers.
+
+    Every `checkpoint_every` epochs (0: never; not after the last) ``checkpoint`` gets
+    `training_state`: everything needed to go on. ``resume=`` such a state continues
+    from the epoch after it, and the end result equals an uninterrupted run bit for bit
+    (on CPU): model, optimiser, scheduler, data order, the global torch RNG (dropout)
+    and every callback with ``state_dict``/``load_state_dict`` are restored.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
@@ -109,8 +118,11 @@ def train(
         if hasattr(cb, "on_train_start"):
             cb.on_train_start(state)
     gen = seeding.torch_generator(seed, "data_order")
+    start = 0
+    if resume is not None:
+        start = _restore(resume, state, sched, gen, callbacks, epochs)
     n = len(data.x_train)
-    bar = tqdm(range(epochs), desc="train", disable=not progress)
+    bar = tqdm(range(start, epochs), desc="train", disable=not progress, initial=start, total=epochs)
     for epoch in bar:
         state.epoch = epoch
         model.train()
@@ -143,4 +155,44 @@ def train(
             for k, v in state.metrics.items():
                 log(k, float(v), epoch)
         bar.set_postfix(loss=f"{test_loss:.3f}", acc=f"{test_acc:.3f}")
+        if (
+            checkpoint is not None
+            and checkpoint_every > 0
+            and (epoch + 1) % checkpoint_every == 0
+            and epoch + 1 < epochs
+        ):
+            checkpoint(training_state(state, sched, gen, callbacks))
     return state
+
+
+def training_state(state: TrainState, sched, gen: torch.Generator, callbacks: Sequence) -> dict:
+    """Everything `train` needs to continue after `state.epoch`, as tensors and plain data
+    (so it loads with ``weights_only=True``)."""
+    return {
+        "epoch": state.epoch,
+        "step": state.step,
+        "metrics": dict(state.metrics),
+        "model": {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()},
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": sched.state_dict(),
+        "data_order": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(callbacks) if hasattr(cb, "state_dict")},
+    }
+
+
+def _restore(saved: dict, state: TrainState, sched, gen: torch.Generator, callbacks: Sequence, epochs: int) -> int:
+    """Load a `training_state` into the live objects; returns the first epoch to run."""
+    start = int(saved["epoch"]) + 1
+    if start >= epochs:
+        raise ValueError(f"the saved state is after epoch {start} of {epochs}: there is nothing left to train")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    sched.load_state_dict(saved["scheduler"])
+    gen.set_state(saved["data_order"])
+    torch.set_rng_state(saved["torch_rng"])
+    state.step, state.epoch, state.metrics = int(saved["step"]), int(saved["epoch"]), dict(saved["metrics"])
+    for i, cb in enumerate(callbacks):
+        if hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(saved["callbacks"][str(i)])
+    return start

@@ -63,6 +63,22 @@ class ClusterabilityRegularizer:
         self._epoch.append(self.last)
         return term
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to apply the same terms: the history and the eigensolver's
+        warm starts (which decide the Lanczos iterations, and so the last bits of the term)."""
+        return {
+            "history": [list(h) for h in self.history],
+            "epoch": list(self._epoch),
+            "last": self.last,
+            "warm": self.solver.warm_state(),
+        }
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.history = [tuple(h) for h in saved["history"]]
+        self._epoch = list(saved["epoch"])
+        self.last = saved["last"]
+        self.solver.load_warm_state(saved["warm"])
+
     def on_train_start(self, state) -> None:
         if self.normalize:  # so that the first application sees normalized units too
             rescale_hidden_units(state.model)

@@ -62,6 +62,16 @@ class LaplacianEigensolver:
         self.seed = seed
         self._warm: dict[tuple[str, int], np.ndarray] = {}  # (operator, size) -> start vector
 
+    def warm_state(self) -> dict[str, torch.Tensor]:
+        """The Lanczos warm starts as ``{"<operator>:<size>": tensor}``."""
+        return {f"{name}:{size}": torch.from_numpy(v.copy()) for (name, size), v in self._warm.items()}
+
+    def load_warm_state(self, saved: dict) -> None:
+        self._warm = {}
+        for key, v in saved.items():
+            name, size = key.rsplit(":", 1)
+            self._warm[(name, int(size))] = v.numpy().copy()
+
     def pick(self, values: torch.Tensor) -> str:
         if self.method != "auto":
             return self.method
