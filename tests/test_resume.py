@@ -75,6 +75,7 @@ def _wait_for_epoch(proc, folder: Path, epoch: int, timeout: float = 90.0) -> in
 def _same_as_reference(folder: Path, result: dict, reference) -> None:
     ref_result, ref_folder = reference
     assert result == ref_result
+    assert not (folder / paths.RESUME_STATE).exists()  # a completed run keeps only its checkpoints
     for name in (paths.PRUNED_MODEL, paths.UNPRUNED_MODEL):
         a, b = load_checkpoint(folder / name), load_checkpoint(ref_folder / name)
         assert a.state_dict.keys() == b.state_dict.keys()

@@ -120,3 +120,29 @@ def test_long_metric_series_are_downsampled_but_history_is_whole():
     assert log.history["loss"] == [float(s) for s in range(1000)]
     with pytest.raises(ValueError, match="max_points"):
         DownsampledLog(sink, max_points=0)
+
+
+def test_silent_running_runs_are_shown_and_marked_died(tmp_path):
+    import datetime
+    import json
+
+    from nnclust.storage.tables import load_runs, mark_died, status_of
+
+    now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    fresh = {"status": "RUNNING", "heartbeat": "2026-01-01T11:59:30"}  # Sacred writes naive UTC
+    stale = {"status": "RUNNING", "heartbeat": "2026-01-01T11:50:00"}
+    assert status_of(fresh, now) == "RUNNING" and status_of(stale, now) == "DIED"
+    assert status_of({"status": "COMPLETED", "heartbeat": "2000-01-01T00:00:00"}, now) == "COMPLETED"
+    mongo_style = {"status": "RUNNING", "heartbeat": datetime.datetime(2026, 1, 1, 11, 57, 59)}
+    assert status_of(mongo_style, now, died_after=120) == "DIED"
+    assert status_of(mongo_style, now, died_after=150) == "RUNNING"
+    # in a folder store: run 1 stopped beating long ago, run 2 is alive now
+    beat_now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
+    for run_id, beat in ((1, "2020-05-01T10:00:00"), (2, beat_now)):
+        (tmp_path / str(run_id)).mkdir()
+        (tmp_path / str(run_id) / "run.json").write_text(json.dumps({"status": "RUNNING", "heartbeat": beat}))
+    assert load_runs(tmp_path)["status"].tolist() == ["DIED", "RUNNING"]
+    assert mark_died(tmp_path) == [1]
+    assert json.loads((tmp_path / "1" / "run.json").read_text())["status"] == "DIED"
+    assert json.loads((tmp_path / "2" / "run.json").read_text())["status"] == "RUNNING"
+    assert mark_died(tmp_path) == []

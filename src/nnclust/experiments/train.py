@@ -227,6 +227,8 @@ def train_job(
         add_artifact(run, tmp, paths.UNPRUNED_MODEL)
         dense["test_accuracy"] = test_acc
     add_artifact(run, tmp, paths.TRAINING_CURVES, figures.training_curves(history))
+    if folder is not None:  # finished: the checkpoints above replace the resume point
+        (folder / paths.RESUME_STATE).unlink(missing_ok=True)
     return {
         "test_accuracy": test_acc,
         "test_loss": test_loss,

@@ -8,6 +8,7 @@ shuffled n-cuts) are kept as Python lists.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,35 @@ from pathlib import Path
 import pandas as pd
 
 MONGO_PREFIXES = ("mongodb://", "mongodb+srv://")
+# A RUNNING run whose last heartbeat (Sacred beats every 10 s) is older than this was
+# killed without a word (SIGKILL, a lost machine): it is shown as DIED, as Omniboard's
+# "probably dead" does.
+DIED_AFTER_S = 120.0
+
+
+def _as_datetime(value) -> datetime.datetime | None:
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+    return None
+
+
+def status_of(run: Mapping, now: datetime.datetime | None = None, died_after: float = DIED_AFTER_S) -> str | None:
+    """The run's status, with RUNNING turned into DIED when its heartbeat (Sacred writes
+    UTC times) is older than `died_after` seconds."""
+    status = run.get("status")
+    if status != "RUNNING":
+        return status
+    beat = _as_datetime(run.get("heartbeat")) or _as_datetime(run.get("start_time"))
+    now = now or datetime.datetime.now(datetime.UTC)
+    if beat is not None and (now - beat).total_seconds() > died_after:
+        return "DIED"
+    return status
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict:
@@ -35,7 +65,7 @@ def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list]) -> 
     row = {
         "run_id": run_id,
         "experiment": (run.get("experiment") or {}).get("name"),
-        "status": run.get("status"),
+        "status": status_of(run),
         "start_time": run.get("start_time"),
         "stop_time": run.get("stop_time"),
     }
@@ -141,6 +171,37 @@ def config_diff(runs: pd.DataFrame, a, b) -> pd.DataFrame:
     return pd.DataFrame.from_dict(out, orient="index")
 
 
+def mark_died(source: str | os.PathLike, died_after: float = DIED_AFTER_S) -> list:
+    """Write status DIED into every run of `source` (a run folder or a MongoDB URL) that
+    `status_of` finds dead; returns their ids."""
+    source = str(source)
+    marked = []
+    if source.startswith(MONGO_PREFIXES):
+        from nnclust.storage.mongo import connect
+
+        db = connect(source)
+        for run in db.runs.find({"status": "RUNNING"}):
+            if status_of(run, died_after=died_after) == "DIED":
+                db.runs.update_one({"_id": run["_id"], "status": "RUNNING"}, {"$set": {"status": "DIED"}})
+                marked.append(run["_id"])
+        return marked
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder '{folder}' does not exist")
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()):
+        path = sub / "run.json"
+        if not path.is_file():
+            continue
+        run = json.loads(path.read_text())
+        if run.get("status") == "RUNNING" and status_of(run, died_after=died_after) == "DIED":
+            run["status"] = "DIED"
+            tmp = path.with_name(".run.json.tmp")
+            tmp.write_text(json.dumps(run, indent=2))
+            tmp.replace(path)  # atomic: a reader never sees half a record
+            marked.append(int(sub.name))
+    return sorted(marked)
+
+
 def main(argv=None) -> None:
     import argparse
 
@@ -149,7 +210,13 @@ def main(argv=None) -> None:
     parser.add_argument("--experiment")
     parser.add_argument("--status")
     parser.add_argument("--columns", default="run_id,experiment,status", help="comma-separated; 'all' for every one")
+    parser.add_argument(
+        "--mark-died", action="store_true", help=f"record status DIED for RUNNING runs silent > {DIED_AFTER_S:.0f} s"
+    )
     args = parser.parse_args(argv)
+    if args.mark_died:
+        for src in args.sources:
+            print(f"{src}: marked DIED: {mark_died(src) or 'none'}")
     df = load_runs(args.sources, args.experiment, args.status)
     if args.columns != "all" and not df.empty:
         wanted = [c for c in args.columns.split(",") if c in df.columns]
