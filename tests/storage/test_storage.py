@@ -128,7 +128,7 @@ def test_silent_running_runs_are_shown_and_marked_died(tmp_path):
 
     from nnclust.storage.tables import load_runs, mark_died, status_of
 
-    now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
     fresh = {"status": "RUNNING", "heartbeat": "2026-01-01T11:59:30"}  # Sacred writes naive UTC
     stale = {"status": "RUNNING", "heartbeat": "2026-01-01T11:50:00"}
     assert status_of(fresh, now) == "RUNNING" and status_of(stale, now) == "DIED"
@@ -137,7 +137,7 @@ def test_silent_running_runs_are_shown_and_marked_died(tmp_path):
     assert status_of(mongo_style, now, died_after=120) == "DIED"
     assert status_of(mongo_style, now, died_after=150) == "RUNNING"
     # in a folder store: run 1 stopped beating long ago, run 2 is alive now
-    beat_now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
+    beat_now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None).isoformat()
     for run_id, beat in ((1, "2020-05-01T10:00:00"), (2, beat_now)):
         (tmp_path / str(run_id)).mkdir()
         (tmp_path / str(run_id) / "run.json").write_text(json.dumps({"status": "RUNNING", "heartbeat": beat}))
