@@ -202,3 +202,11 @@ def test_a_failed_training_run_is_not_taken_for_a_model_reference(tmp_path):
     (failed / "config.json").write_text(json.dumps({"model": {"name": "mlp", "hidden": [8]}}))
     with pytest.raises(RunReferenceError, match=r"holds no checkpoint .*its run is FAILED.*only when it completes"):
         resolve_model(failed)
+
+
+def test_unknown_model_and_dataset_options_fail_before_a_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['hiden'\] for model 'mlp'; its options are"):
+        run_exp(train_model, tmp_path, **{**MOONS, "model": {"name": "mlp", "hiden": [4]}})
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['nois'\] for dataset 'moons'"):
+        run_exp(train_model, tmp_path, **{**MOONS, "dataset": {"name": "moons", "nois": 0.3}})
+    assert not any(tmp_path.iterdir())

@@ -117,13 +117,13 @@ class Check(Constraint):
 
 @dataclass(frozen=True)
 class Relation:
-    """A condition on several keys: `holds(config)` is False when broken; `message`
-    says what must hold and how to fix it (it may use ``{key}`` fields, filled with
-    the values)."""
+    """A condition on several keys: ``holds(*values)`` is False when broken; `message`
+    says what must hold and how to fix it: a string with ``{key}`` fields (dots as
+    underscores) filled with the values, or a function of the values."""
 
     keys: Sequence[str]
     holds: Callable[..., bool]
-    message: str
+    message: str | Callable[..., str]
 
 
 _MISSING = object()
@@ -175,8 +175,11 @@ def validate(
         for rel in relations:
             values = [get_path(config, k, None) for k in rel.keys]
             if not rel.holds(*values):
-                fields = {k.replace(".", "_"): v for k, v in zip(rel.keys, values)}
-                errors.append(rel.message.format(**fields))
+                if callable(rel.message):
+                    errors.append(rel.message(*values))
+                else:
+                    fields = {k.replace(".", "_"): v for k, v in zip(rel.keys, values)}
+                    errors.append(rel.message.format(**fields))
     if errors:
         lines = "\n".join(f"  - {e}" for e in errors)
         raise ConfigError(f"invalid config ({len(errors)} problem{'s' if len(errors) > 1 else ''}):\n{lines}")

@@ -30,6 +30,11 @@ def _is_spec_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value)
 
 
+def _unknown_options(section: str, spec: dict, valid) -> str:
+    unknown = sorted(set(spec) - {"name"} - set(valid))
+    return f"unknown option(s) {unknown} for {section} {spec['name']!r}; its options are {sorted(valid)}"
+
+
 CONSTRAINTS = {
     "dataset.name": Options(DATASETS),
     "model.name": Options(MODELS),
@@ -67,6 +72,16 @@ RELATIONS = [
         lambda s, n: s == 0 or n >= 1,
         "pruning.final_sparsity={pruning_final_sparsity} needs pruning.num_pruning_epochs >= 1 "
         "(it is {pruning_num_pruning_epochs}); set the number of epochs to prune over",
+    ),
+    Relation(
+        ["model"],
+        lambda m: set(m) - {"name"} <= set(MODELS[m["name"]][1]),
+        lambda m: _unknown_options("model", m, MODELS[m["name"]][1]),
+    ),
+    Relation(
+        ["dataset"],
+        lambda d: set(d) - {"name"} <= set(DATASETS[d["name"]].defaults),
+        lambda d: _unknown_options("dataset", d, DATASETS[d["name"]].defaults),
     ),
     Relation(
         ["regularizers"],
