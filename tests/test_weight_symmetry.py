@@ -164,3 +164,14 @@ def test_sparse_init_runs_and_changes_the_start(tmp_path):
     ckpt = load_checkpoint(folder / paths.PRUNED_MODEL)
     assert all((ckpt.state_dict[n][~m] == 0).all() for n, m in ckpt.masks.items())
     assert torch.is_tensor(next(iter(ckpt.masks.values())))
+
+
+def test_digits_sweep_runs_every_row_through_the_grid(tmp_path, monkeypatch):
+    from nnclust.experiments import symmetry
+
+    monkeypatch.setattr(symmetry, "SWEEP_SPARSITIES", [0.9])
+    base = {"model": {"name": "mnist_fc", "width": 16, "depth": 1}, "epochs": 2}
+    table = symmetry.digits_sweep(tmp_path, seeds=[0], base=base)
+    assert sorted(table["mask_type"]) == ["dense", "magnitude", *sorted(symmetry.MASK_TYPES.names())]
+    assert ((table.loc[table["driver"] != "train", "sparsity"] - 0.9).abs() < 0.005).all()
+    assert len(list((tmp_path / "symmetry_runs").glob("[0-9]*"))) == 6

@@ -101,6 +101,8 @@ def test_no_input_ablation_at_too_high_a_sparsity_is_an_error():
     with pytest.raises(ValueError, match=r"layer 'layer1.fc'.*cannot keep all 32 inputs.*sparsity below"):
         make_masks("per_neuron_no_input_ablation", model, 0.95, seed=0)
     make_masks("per_neuron_no_input_ablation", model, 0.88, seed=0)  # round(3.84) = 4 is enough
+    masks = make_masks("per_neuron_no_input_ablation", model, 0.95, seed=0, dense_output=True)
+    assert masks["layer1.fc.weight"].all() and masks["layer0.fc.weight"].float().mean() == pytest.approx(0.05, abs=0.01)
 
 
 def test_masks_that_do_not_fit_the_model_are_rejected():

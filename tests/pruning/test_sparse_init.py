@@ -92,3 +92,20 @@ def test_unknown_init_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown initialisation 'xavier'.*'glorot'"):
         sparse_init(_model(), "xavier", None, 0)
     assert set(INITS) == {"default", "he", "glorot"}
+
+
+def test_per_weight_scales_have_their_closed_forms():
+    # dense, non-square: torch's fans (in * kh * kw, out * kh * kw) for both kinds of layer
+    assert torch.allclose(
+        INITS["glorot"](torch.ones(64, 256, dtype=torch.bool)), torch.tensor((2 / 320) ** 0.5).double()
+    )
+    conv = torch.ones(8, 3, 3, 3, dtype=torch.bool)
+    assert torch.allclose(INITS["glorot"](conv), torch.tensor((2 / (27 + 72)) ** 0.5).double())
+    assert torch.allclose(INITS["he"](conv), torch.tensor((2 / 27) ** 0.5).double())
+    # under a mask: unit 0 keeps inputs 0 and 1, unit 1 keeps input 1 only
+    mask = torch.tensor([[True, True, False], [False, True, False]])
+    expected = torch.tensor(
+        [[(2 / 3) ** 0.5, (2 / 4) ** 0.5, (2 / 2) ** 0.5], [(2 / 2) ** 0.5, (2 / 3) ** 0.5, 2**0.5]]
+    )
+    assert torch.allclose(INITS["glorot"](mask)[mask], expected.double()[mask])
+    assert torch.allclose(INITS["he"](mask)[mask], torch.tensor([1.0, 1.0, 2**0.5]).double())

@@ -58,6 +58,7 @@ DEFAULTS = {
     "sparsity": 0.0,  # shuffled_mask, fixed_param
     "sparsity_range": [0.5, 0.95],  # random_mask: sparsity drawn uniformly from [low, high]
     "element_masks": False,  # conv layers: mask kernel entries instead of whole kernels
+    "dense_output": False,  # keep the output layer unmasked (mask drivers)
     "init": "default",  # default (the module's own), he or glorot with masked fan-in/out
     "depths": [1, 2, 3, 4],  # fixed_param
     "num_parameters": None,  # fixed_param budget; None = that of the configured mnist_fc
@@ -88,6 +89,7 @@ CONSTRAINTS = {
     "sparsity": Interval(0, 1, closed="left"),
     "sparsity_range": Check(_is_range, "[low, high] with 0 <= low <= high < 1"),
     "element_masks": Boolean(),
+    "dense_output": Boolean(),
     "init": Options(INITS),
     "depths": Check(_is_depths, "a non-empty list of ints >= 1"),
     "num_parameters": [Options([None]), Interval(1, None, integer=True)],
@@ -131,7 +133,7 @@ def _fit(run, seed: int, data, cfg: Mapping, model_spec: dict, *, mask_type=None
     """Build, mask, train and store one model; its result entry (plain JSON)."""
     torch.manual_seed(seeding.int_seed(seed, "init"))
     net = build_model(model_spec, data.input_shape, data.num_classes)
-    masks = make_masks(mask_type, net, sparsity, seed, cfg["element_masks"]) if mask_type else {}
+    masks = make_masks(mask_type, net, sparsity, seed, cfg["element_masks"], cfg["dense_output"]) if mask_type else {}
     sparse_init(net, cfg["init"], masks, seed)
     stats_init = symmetry_stats(masks or _all_kept(net))
     callbacks = [FixedMasks(masks)] if masks else []
@@ -337,4 +339,52 @@ def summary(source, out_dir) -> tuple[pd.DataFrame, str]:
     return table, path
 
 
-__all__ = ["CONSTRAINTS", "DEFAULTS", "DRIVERS", "RELATIONS", "SECTIONS", "run_driver", "runs_table", "summary"]
+# The digits sweep of `digits_sweep`: four mask types x four sparsities, magnitude
+# pruning at the same sparsities, and dense training; two seeds each.
+SWEEP_SPARSITIES = [0.5, 0.8, 0.9, 0.95]
+SWEEP_BASE = {
+    "model": {"name": "mnist_fc", "width": 64, "depth": 3},
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "epochs": 20,
+    "dense_output": True,  # no mask above 0.9 keeps every input of a 10-unit output layer
+    "progress": False,
+}
+
+
+def digits_sweep(root=".", seeds=(0, 1), n_jobs: int = 1, base: Mapping | None = None) -> pd.DataFrame:
+    """Run the digits sweep through `nnclust.exec.grid.run_grid` into
+    ``<root>/symmetry_runs`` and return its `runs_table`."""
+    from nnclust.exec.grid import run_grid
+
+    base = {**SWEEP_BASE, **dict(base or {})}
+    seeds = list(seeds)
+    grids = [
+        ({"driver": "shuffled_mask"}, {"mask_type": MASK_TYPES.names(), "sparsity": SWEEP_SPARSITIES, "seed": seeds}),
+        (
+            {"driver": "prune"},
+            {
+                "pruning": [{"final_sparsity": s, "num_pruning_epochs": base["epochs"] // 2} for s in SWEEP_SPARSITIES],
+                "seed": seeds,
+            },
+        ),  # fmt: skip
+        ({"driver": "train"}, {"seed": seeds}),
+    ]
+    done = []
+    for extra, grid in grids:
+        done += run_grid("weight_symmetry", grid, {**base, **extra}, root=root, n_jobs=n_jobs)
+    table = runs_table(paths.run_dir("weight_symmetry", root))
+    ids = {int(folder.rsplit("/", 1)[-1]) for folder, _ in done}
+    return table[table["run_id"].isin(ids)].reset_index(drop=True)
+
+
+__all__ = [
+    "CONSTRAINTS",
+    "DEFAULTS",
+    "DRIVERS",
+    "RELATIONS",
+    "SECTIONS",
+    "digits_sweep",
+    "run_driver",
+    "runs_table",
+    "summary",
+]

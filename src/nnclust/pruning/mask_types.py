@@ -132,18 +132,29 @@ def layer_mask(
 
 
 def make_masks(
-    mask_type: str, model: torch.nn.Module, sparsity: float, seed: int, element_masks: bool = False
+    mask_type: str,
+    model: torch.nn.Module,
+    sparsity: float,
+    seed: int,
+    element_masks: bool = False,
+    dense_output: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Masks of type `mask_type` for every fc/conv weight of `model`.
 
     Keyed by state-dict name (``<linear prefix>.weight``), as pruning masks and
     checkpoints are. Layer i draws from the stream ``("mask/<type>", i)`` of `seed`,
     so each layer's mask is independent of the others and of any other randomness.
+    `dense_output` keeps the output layer whole (an all-True mask): with 10 outputs no
+    mask above 90% sparsity can keep every input of that layer.
     """
     MASK_TYPES[mask_type]  # an unknown type fails before any drawing
     sparsity = check_sparsity(sparsity)
     masks = {}
-    for i, lay in enumerate(layer_modules(model)):
+    layers = layer_modules(model)
+    for i, lay in enumerate(layers):
+        if dense_output and i == len(layers) - 1:
+            masks[f"{lay.linear_key}.weight"] = torch.ones(lay.linear.weight.shape, dtype=torch.bool)
+            continue
         rng = seeding.rng(seed, f"mask/{mask_type}", i)
         try:
             m = layer_mask(mask_type, lay.linear.weight.shape, sparsity, rng, element_masks)
