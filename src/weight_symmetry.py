@@ -22,7 +22,9 @@ def config():
     driver = None  # random_mask, shuffled_mask, fixed_param, prune or train (the command sets it)
     dataset = {"name": "digits"}  # registry name plus its options
     data_root = "datasets"
-    model = dict(symmetry.DEFAULTS["model"])  # mnist_fc (width, depth), mnist_cnn / cifar10_cnn (filters, depth)
+    # mnist_fc (width, depth, dropout), mnist_cnn / cifar10_cnn (filters, depth, dense, dropout);
+    # options left out take the model's registry defaults (mnist_fc: width 32, depth 3)
+    model = {"name": "mnist_fc"}
     optimizer = dict(symmetry.DEFAULTS["optimizer"])
     epochs = 10
     batch_size = 64
@@ -41,33 +43,35 @@ def config():
     source = None  # summary: run folder or MongoDB URL to read (default: symmetry_runs)
 
 
+# `model`, `dataset`, `optimizer` and `pruning` are named so that Sacred accepts the nested
+# option keys a model or dataset needs (our own check rejects unknown ones, naming them).
 @ex.main
-def main(_run, _seed, _config):
+def main(_run, _seed, _config, model, dataset, optimizer, pruning):
     return symmetry.run_driver(_run, _seed, _config)
 
 
 @ex.command
-def random_mask(_run, _seed, _config):
+def random_mask(_run, _seed, _config, model, dataset, optimizer, pruning):
     return symmetry.run_driver(_run, _seed, _config, "random_mask")
 
 
 @ex.command
-def shuffled_mask(_run, _seed, _config):
+def shuffled_mask(_run, _seed, _config, model, dataset, optimizer, pruning):
     return symmetry.run_driver(_run, _seed, _config, "shuffled_mask")
 
 
 @ex.command
-def fixed_param(_run, _seed, _config):
+def fixed_param(_run, _seed, _config, model, dataset, optimizer, pruning):
     return symmetry.run_driver(_run, _seed, _config, "fixed_param")
 
 
 @ex.command
-def prune(_run, _seed, _config):
+def prune(_run, _seed, _config, model, dataset, optimizer, pruning):
     return symmetry.run_driver(_run, _seed, _config, "prune")
 
 
 @ex.command
-def train(_run, _seed, _config):
+def train(_run, _seed, _config, model, dataset, optimizer, pruning):
     return symmetry.run_driver(_run, _seed, _config, "train")
 
 

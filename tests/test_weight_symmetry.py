@@ -135,7 +135,10 @@ def test_summary_draws_the_figure(runs, tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"driver": "rewind"}, r"driver='rewind' is not allowed"),
+        (
+            {"driver": "rewind"},
+            r"driver='rewind' is not allowed: expected one of \['fixed_param', 'prune', 'random_mask'",
+        ),
         ({"driver": "shuffled_mask", "sparsity": 1.2}, r"sparsity=1.2 is not allowed: expected a number in \[0, 1\)"),
         ({"driver": "shuffled_mask", "mask_type": "shuffled"}, r"mask_type='shuffled' is not allowed.*'symmetric'"),
         ({"driver": "random_mask", "sparsity_range": [0.9, 0.5]}, r"sparsity_range=\[0.9, 0.5\]"),
@@ -175,3 +178,14 @@ def test_digits_sweep_runs_every_row_through_the_grid(tmp_path, monkeypatch):
     assert sorted(table["mask_type"]) == ["dense", "magnitude", *sorted(symmetry.MASK_TYPES.names())]
     assert ((table.loc[table["driver"] != "train", "sparsity"] - 0.9).abs() < 0.005).all()
     assert len(list((tmp_path / "symmetry_runs").glob("[0-9]*"))) == 6
+
+
+def test_a_cnn_trains_under_kernel_masks(tmp_path):
+    config = {"driver": "shuffled_mask", "mask_type": "per_neuron", "sparsity": 0.5, "epochs": 1}
+    run, folder = run_exp(tmp_path, model={"name": "mnist_cnn", "filters": 4, "depth": 1}, **config)
+    ckpt = load_checkpoint(folder / paths.PRUNED_MODEL)
+    conv = ckpt.masks["layer0.conv.weight"]
+    assert conv.shape == (4, 1, 3, 3) and conv.all()  # one input channel: every unit keeps it
+    fc = ckpt.masks["layer1.fc.weight"]  # 4 channels x 4 x 4 positions -> 10
+    assert (fc.sum(1) == 32).all()
+    assert run.result["mask_stats"]["total_units"] == 4

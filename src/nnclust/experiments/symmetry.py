@@ -49,7 +49,7 @@ DEFAULTS = {
     "driver": None,  # one of DRIVERS; the command name sets it
     "dataset": {"name": "digits"},
     "data_root": "datasets",
-    "model": {"name": "mnist_fc", "width": 32, "depth": 3},
+    "model": {"name": "mnist_fc"},  # options left out take the registry's defaults
     "optimizer": dict(OPTIMIZER_DEFAULTS),
     "epochs": 10,
     "batch_size": 64,
@@ -77,7 +77,6 @@ def _is_depths(v) -> bool:
 
 
 CONSTRAINTS = {
-    "driver": Check(lambda d: d is None or d in DRIVERS, "one of ['fixed_param', 'prune', 'random_mask', ...]"),
     "dataset.name": Options(DATASETS),
     "model.name": Options(MODELS),
     "optimizer.name": Options(OPTIMIZERS),
@@ -242,6 +241,7 @@ DRIVERS = Registry(
         "train": _train,
     },
 )
+CONSTRAINTS["driver"] = Check(lambda d: d is None or d in DRIVERS, f"one of {DRIVERS.names()}")
 
 
 def run_driver(run, seed: int, config: Mapping, driver: str | None = None) -> dict:
