@@ -7,7 +7,15 @@ from torch import nn
 from nnclust.nets.builders import LayeredNet
 from nnclust.nets.registry import MODELS, ModelConventionError, build_model, layer_modules
 
-SHAPES = {"mlp": (1, 8, 8), "mlp_sequential": (1, 8, 8), "cnn": (1, 8, 8), "cnn_sequential": (1, 8, 8)}
+SHAPES = {
+    "mlp": (1, 8, 8),
+    "mlp_sequential": (1, 8, 8),
+    "cnn": (1, 8, 8),
+    "cnn_sequential": (1, 8, 8),
+    "mnist_fc": (1, 8, 8),
+    "mnist_cnn": (1, 8, 8),
+    "cifar10_cnn": (3, 8, 8),
+}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

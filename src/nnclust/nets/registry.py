@@ -10,10 +10,12 @@ from torch import nn
 from nnclust.core.config import check_keys
 from nnclust.core.registry import Registry
 from nnclust.nets.builders import LayeredNet, build_network
+from nnclust.nets.symmetry_models import cifar10_cnn, mnist_cnn, mnist_fc
 from nnclust.nets.validate import LayerModules, ModelConventionError, layer_modules
 
 _MLP_KEYS = ("hidden", "batch_norm", "dropout")
 _CNN_KEYS = ("conv_channels", "hidden", "kernel_size", "batch_norm", "dropout", "max_pool")
+_SYM_CNN_KEYS = ("filters", "depth", "dropout", "dense")
 
 # name -> (builder, accepted option keys, defaults)
 MODELS = Registry(
@@ -31,6 +33,10 @@ MODELS = Registry(
             _CNN_KEYS,
             {"conv_channels": [16, 32], "hidden": [64], "batch_norm": True},
         ),
+        # The weight-symmetry models (nets/symmetry_models.py).
+        "mnist_fc": (mnist_fc, ("width", "depth", "dropout"), {"width": 32, "depth": 3}),
+        "mnist_cnn": (mnist_cnn, _SYM_CNN_KEYS, {"filters": 16, "depth": 2}),
+        "cifar10_cnn": (cifar10_cnn, _SYM_CNN_KEYS, {"filters": 32, "depth": 3, "dense": 128}),
     },
 )
 

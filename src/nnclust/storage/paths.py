@@ -14,6 +14,7 @@ RUN_DIRS = {
     "train_model": "training_runs",
     "spectral_cluster_model": "clustering_runs",
     "shuffle_and_cluster": "shuffle_clust_runs",
+    "weight_symmetry": "symmetry_runs",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
@@ -25,6 +26,14 @@ RESUME_STATE = "resume_state.pt"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"
 LAYERED_DRAWING = "network_by_cluster.png"
 SHUFFLE_HISTOGRAM = "shuffle_histogram.png"
+# Weight-symmetry runs: the fixed_param driver keeps one checkpoint per depth; the
+# summary command draws its figures into the run folder.
+SYMMETRY_SUMMARY = "symmetry_summary.png"
+
+
+def depth_model(depth: int) -> str:
+    """Checkpoint of the `depth`-hidden-layer model of a fixed_param run."""
+    return f"model_depth{int(depth)}.pt"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:

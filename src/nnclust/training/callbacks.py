@@ -8,12 +8,21 @@ import torch
 
 from nnclust.nets.registry import layer_modules
 from nnclust.pruning import magnitude_masks, schedule, sparsity_of
+from nnclust.pruning.mask_types import check_masks
 
 
 def prunable_weights(model) -> dict[str, torch.nn.Parameter]:
     """The fc/conv weight of every layer, keyed by state-dict name (biases and batch
     norms are never pruned)."""
     return {f"{m.linear_key}.weight": m.linear.weight for m in layer_modules(model)}
+
+
+@torch.no_grad()
+def apply_masks(model, masks) -> None:
+    """Zero the masked-out entries (False) of the fc/conv weights named in `masks`."""
+    params = prunable_weights(model)
+    for name, mask in masks.items():
+        params[name].mul_(mask.to(params[name].device, params[name].dtype))
 
 
 class MagnitudePruning:
@@ -39,11 +48,8 @@ class MagnitudePruning:
         self.on_prune_start = on_prune_start
         self.masks: dict[str, torch.Tensor] = {}
 
-    @torch.no_grad()
     def apply(self, model) -> None:
-        params = prunable_weights(model)
-        for name, mask in self.masks.items():
-            params[name].mul_(mask.to(params[name].device, params[name].dtype))
+        apply_masks(model, self.masks)
 
     def state_dict(self) -> dict:
         return {"masks": {k: v.clone() for k, v in self.masks.items()}}
@@ -62,4 +68,26 @@ class MagnitudePruning:
                 self.on_prune_start(state)
             self.masks = magnitude_masks(prunable_weights(state.model), target, self.scope, self.masks)
             self.apply(state.model)
+        state.metrics["sparsity"] = sparsity_of(self.masks) if self.masks else 0.0
+
+
+class FixedMasks:
+    """Train under fixed masks: applied at the start of training and after every
+    optimizer step, so masked-out weights stay exactly zero (weight-symmetry runs).
+
+    `masks` maps ``<linear prefix>.weight`` to a bool tensor shaped like the weight
+    (True = kept); `nnclust.pruning.mask_types.check_masks` is run on the first use.
+    """
+
+    def __init__(self, masks):
+        self.masks = dict(masks)
+
+    def on_train_start(self, state) -> None:
+        check_masks(state.model, self.masks)
+        apply_masks(state.model, self.masks)
+
+    def on_step_end(self, state) -> None:
+        apply_masks(state.model, self.masks)
+
+    def on_epoch_end(self, state) -> None:
         state.metrics["sparsity"] = sparsity_of(self.masks) if self.masks else 0.0
