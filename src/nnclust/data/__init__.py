@@ -249,6 +249,28 @@ def _load_circles(
     return _split_dataset(name, x, y, test_fraction, seed, num_classes=2)
 
 
+def _load_multiplication(
+    name: str, folder: Path, seed: int, *, n_samples: int, low: float, high: float, test_fraction: float
+) -> Dataset:
+    """Regression a * b from (a, b) uniform in [low, high]^2: inputs (2,), one float32
+    target per row (shape (n, 1)), objective "mse"; a seeded random split."""
+    test_fraction = _check_fraction(test_fraction)
+    x, y = synthetic.multiplication(n_samples, low, high, seeding.int_seed(seed, f"data.{name}.generate"))
+    perm = seeding.rng(seed, f"data.{name}.split").permutation(len(x))
+    n_test = min(max(round(test_fraction * len(x)), 1), len(x) - 1)
+    test, train = perm[:n_test], perm[n_test:]
+    return Dataset(
+        name=name,
+        x_train=torch.from_numpy(x[train]),
+        y_train=torch.from_numpy(y[train]),
+        x_test=torch.from_numpy(x[test]),
+        y_test=torch.from_numpy(y[test]),
+        input_shape=(2,),
+        num_classes=1,
+        objective="mse",
+    )
+
+
 def _frozen(**defaults) -> Mapping[str, object]:
     return MappingProxyType(dict(defaults))
 
@@ -274,6 +296,11 @@ DATASETS: Registry[DatasetSpec] = Registry(
             _load_circles,
             _frozen(n_samples=1000, noise=0.1, factor=0.5, test_fraction=0.2),
             "scikit-learn make_circles, seeded",
+        ),
+        "multiplication": DatasetSpec(
+            _load_multiplication,
+            _frozen(n_samples=1000, low=-1.0, high=1.0, test_fraction=0.2),
+            "regression a * b (MSE), seeded",
         ),
     },
 )

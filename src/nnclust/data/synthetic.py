@@ -69,3 +69,19 @@ def circles(n_samples: int, noise: float, factor: float, random_state: int) -> t
         random_state=random_state,
     )
     return _as_arrays(x, y)
+
+
+def multiplication(n_samples: int, low: float, high: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) drawn uniformly from [low, high]^2 with target a * b.
+
+    Returns inputs float32 (n_samples, 2) and targets float32 (n_samples, 1).
+    """
+    n_samples = check_n_samples(n_samples)
+    for key, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise ValueError(f"{key} must be a finite number, got {v!r}")
+    if not low < high:
+        raise ValueError(f"low must be < high, got low={low}, high={high}")
+    # The target is the float32 product of the float32 inputs the network sees.
+    x = np.random.default_rng(random_state).uniform(low, high, size=(n_samples, 2)).astype(np.float32)
+    return x, x[:, :1] * x[:, 1:]
