@@ -14,15 +14,19 @@ RUN_DIRS = {
     "train_model": "training_runs",
     "spectral_cluster_model": "clustering_runs",
     "shuffle_and_cluster": "shuffle_clust_runs",
+    "normalize_model": "normalized_models",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
+NORMALIZED_MODEL = "normalized_model.pt"
 # Checkpoints a run may hold, the one a model reference picks first.
-MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL)
+MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL, NORMALIZED_MODEL)
 TRAINING_CURVES = "training_curves.png"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"
 LAYERED_DRAWING = "network_by_cluster.png"
 SHUFFLE_HISTOGRAM = "shuffle_histogram.png"
+NORMALIZER_CURVE = "normalizer_loss.png"
+EVOLUTION_TREE = "evolution_tree.png"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:
