@@ -66,33 +66,27 @@ def _run_folder_of(ref: str) -> Path | None:
     return None
 
 
-def _source_from(config: dict, info: dict) -> dict | None:
-    if info.get("data"):
-        return dict(info["data"])
-    if config.get("dataset") and "seed" in config:
-        # A training run loads its data with the data_split stream of its seed.
-        return {
-            "dataset": config["dataset"],
-            "data_root": config.get("data_root", "datasets"),
-            "split_seed": seeding.int_seed(int(config["seed"]), "data_split"),
-        }
-    return None
+def _source_from(info: dict) -> dict | None:
+    # Training and normalize runs record their data source in info["data"]. Runs from
+    # before that have none: their split seed was Sacred's per-function seed, which the
+    # config does not hold, so guessing it would mix training data into the probe.
+    return dict(info["data"]) if info.get("data") else None
 
 
 def data_source(ref: str) -> dict | None:
     """Where the model `ref` was trained: ``{"dataset": spec, "data_root": str,
-    "split_seed": int}`` from its run (a training run's config, or the ``data`` info of a
-    normalize run), or None for a plain file."""
+    "split_seed": int}`` from the ``data`` info of its run (training or normalize), or
+    None for a plain file or a run without it."""
     ref = str(ref)
     if ref.startswith("mongo:"):
         _, doc = mongo_run(ref)
-        return _source_from(doc.get("config") or {}, doc.get("info") or {})
+        return _source_from(doc.get("info") or {})
     folder = _run_folder_of(ref)
     if folder is None:
         return None
     read = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
     # A folder store keeps a run's info in info.json (MongoDB in the run document).
-    return _source_from(read("config.json"), read("info.json"))
+    return _source_from(read("info.json"))
 
 
 def _parent_run(ref: str) -> str | None:
