@@ -147,7 +147,10 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
     for r in runs:
         if r.experiment != TRAIN_EXPERIMENT or not r.checkpoints:
             continue
-        node = Node(key=next(iter(r.checkpoints.values())), kind="train", label=f"train_model {r.run_id}", run_id=r.run_id)
+        # The checkpoint a model reference picks first names the node, whatever the
+        # order the store lists artifacts in.
+        first = next(r.checkpoints[n] for n in paths.MODEL_ARTIFACTS if n in r.checkpoints)
+        node = Node(key=first, kind="train", label=f"train_model {r.run_id}", run_id=r.run_id)
         for sha in set(r.checkpoints.values()):
             by_sha.setdefault(sha, []).append(node)
         roots.append(node)
@@ -206,7 +209,7 @@ def select(roots: list[Node], root: str | None) -> list[Node]:
 
 
 def _edge(node: Node) -> str:
-    opts = ", ".join(f"{k}={v}" for k, v in node.options.items() if v is not None)
+    opts = ", ".join(f"{k}={v}" for k, v in sorted(node.options.items()) if v is not None)
     return f"{node.normalizer}" + (f"({opts})" if opts else "")
 
 
