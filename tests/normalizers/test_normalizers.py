@@ -313,3 +313,16 @@ def test_masks_follow_their_units():
         for lay in new:
             assert not lay.weight[~lay.mask].any()
     assert mlp_layers(layers)[0] is layers[0]
+
+
+def test_deleting_every_unit_of_a_layer_is_refused_unless_the_shape_is_kept():
+    layers = random_mlp([6, 4, 3, 2], 9)
+    with pytest.raises(NormalizerError, match="threshold=1000.0 would delete all 4 units of hidden layer 1"):
+        delete_dead_neurons(layers, threshold=1000.0)
+    with pytest.raises(NormalizerError, match="would delete all"):
+        delete_constant_neurons(layers, X, threshold=1e9)
+    kept = delete_dead_neurons(layers, threshold=1000.0, keep_shape=True)
+    assert [lay.weight.shape for lay in kept] == [lay.weight.shape for lay in layers]
+    assert not kept[0].weight.any() and not kept[1].weight.any()
+    # every unit gone: the output is the constant the biases fold into
+    assert np.ptp(out(kept, X), axis=0).max() == 0

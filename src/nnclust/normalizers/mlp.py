@@ -23,6 +23,20 @@ from nnclust.structure.transforms import relu_rescale_layers
 DEAD_FACTOR = 1.1
 
 
+class NormalizerError(ValueError):
+    """A normalizer cannot be applied (wrong model type, missing data, bad option, or a
+    setting that would leave a layer without units)."""
+
+
+def _check_keeps_units(remove: Sequence[np.ndarray], option: str) -> None:
+    for g, r in enumerate(remove):
+        if r.size and r.all():
+            raise NormalizerError(
+                f"{option} would delete all {r.size} units of hidden layer {g + 1}, leaving no network; "
+                "lower it (or use keep_shape=True where offered)"
+            )
+
+
 def _bias(lay: WeightLayer) -> np.ndarray:
     return np.zeros(lay.n_out) if lay.bias is None else np.asarray(lay.bias, np.float64)
 
@@ -134,10 +148,12 @@ def delete_dead_neurons(
     """
     layers = list(layers)
     remove = [s <= threshold for s in dead_scores(layers)]
-    removal = remove_units(layers, remove)
     if keep_shape:
+        # A layer may lose every unit here: the padding gives it its width back.
+        removal = remove_units(layers, remove)
         return _pad_units(removal.layers, removal.kept, [lay.n_out for lay in layers[:-1]])
-    return removal.layers
+    _check_keeps_units(remove, f"threshold={threshold}")
+    return remove_units(layers, remove).layers
 
 
 def combine_duplicate_neurons(
@@ -208,4 +224,5 @@ def delete_constant_neurons(layers: Sequence[WeightLayer], x: np.ndarray, thresh
     layers = list(layers)
     _, hidden = forward(layers, x)
     remove = [h.var(axis=0) <= threshold for h in hidden]
+    _check_keeps_units(remove, f"threshold={threshold}")
     return fold_and_remove(layers, remove, [h.mean(axis=0) for h in hidden]).layers

@@ -24,13 +24,10 @@ from nnclust.core.registry import Registry
 from nnclust.nets.layers import extract_layers, mlp_from_layers
 from nnclust.nets.weight_layer import WeightLayer
 from nnclust.normalizers import crude, mlp
+from nnclust.normalizers.mlp import NormalizerError
 from nnclust.structure.transforms import fold_batch_norm_into_layers
 
 KINDS = ("exact", "approximate", "data", "crude")
-
-
-class NormalizerError(ValueError):
-    """A normalizer cannot be applied (wrong model type, missing data, bad option)."""
 
 
 @dataclass(frozen=True)
