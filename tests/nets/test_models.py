@@ -7,7 +7,8 @@ from torch import nn
 from nnclust.nets.builders import LayeredNet
 from nnclust.nets.registry import MODELS, ModelConventionError, build_model, layer_modules
 
-SHAPES = {"mlp": (1, 8, 8), "mlp_sequential": (1, 8, 8), "cnn": (1, 8, 8), "cnn_sequential": (1, 8, 8)}
+SHAPES = {"mlp": (1, 8, 8), "mlp_sequential": (1, 8, 8), "cnn": (1, 8, 8), "cnn_sequential": (1, 8, 8),
+          "relu_rnn": (8, 1)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

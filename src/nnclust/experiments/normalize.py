@@ -24,6 +24,7 @@ from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.nets.checkpoint import Checkpoint, save_checkpoint
 from nnclust.nets.layers import extract_layers, mlp_from_layers
+from nnclust.nets.rnn import is_recurrent
 from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, model_metrics, normalize
 from nnclust.storage import paths
 from nnclust.storage.refs import load_model_ref, mongo_run
@@ -171,16 +172,20 @@ def normalize_job(
         info["normalizer"] = {"name": normalizer, "options": options}
         info["checkpoint_sha256"] = sha256(tmp / paths.NORMALIZED_MODEL)
         info["data"] = source
-    parent_layers = mlp_layers(parent, normalizer, masks)
+    recurrent = is_recurrent(parent)
+    parent_layers = extract_layers(parent) if recurrent else mlp_layers(parent, normalizer, masks)
+    widths = lambda layers: [layers[0].n_out] if recurrent else [lay.n_out for lay in layers[:-1]]  # noqa: E731
     return {
         "normalizer": normalizer,
         "options": options,
         "parent": str(model),
         "max_output_change": change,
         "relative_output_change": change / max(float(before.abs().max().item()), 1e-300),
-        "metrics": model_metrics(result.layers, x, y, objective, tol),
-        "parent_metrics": model_metrics(parent_layers, x, y, objective, tol),
-        "hidden_widths": [lay.n_out for lay in result.layers[:-1]],
-        "parent_hidden_widths": [lay.n_out for lay in parent_layers[:-1]],
+        "metrics": model_metrics(result.layers, y=y, objective=objective, tol=tol, outputs=after, recurrent=recurrent),
+        "parent_metrics": model_metrics(
+            parent_layers, y=y, objective=objective, tol=tol, outputs=before, recurrent=recurrent
+        ),
+        "hidden_widths": widths(result.layers),
+        "parent_hidden_widths": widths(parent_layers),
         "final_loss": result.curve[-1] if result.curve else None,
     }

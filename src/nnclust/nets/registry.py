@@ -10,6 +10,7 @@ from torch import nn
 from nnclust.core.config import check_keys
 from nnclust.core.registry import Registry
 from nnclust.nets.builders import LayeredNet, build_network
+from nnclust.nets.rnn import build_rnn
 from nnclust.nets.validate import LayerModules, ModelConventionError, layer_modules
 
 _MLP_KEYS = ("hidden", "batch_norm", "dropout")
@@ -31,6 +32,8 @@ MODELS = Registry(
             _CNN_KEYS,
             {"conv_channels": [16, 32], "hidden": [64], "batch_norm": True},
         ),
+        # The seed's example RNN: inputs of shape (steps, features), readout at the last step.
+        "relu_rnn": (build_rnn, ("hidden", "dropout"), {"hidden": [16]}),
     },
 )
 

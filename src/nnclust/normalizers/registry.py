@@ -23,7 +23,8 @@ from nnclust.core.constraints import Boolean, ConfigError, Constraint, Interval,
 from nnclust.core.registry import Registry
 from nnclust.nets.layers import extract_layers, mlp_from_layers
 from nnclust.nets.weight_layer import WeightLayer
-from nnclust.normalizers import crude, mlp
+from nnclust.nets.rnn import is_recurrent
+from nnclust.normalizers import crude, mlp, rnn
 from nnclust.normalizers.mlp import NormalizerError
 from nnclust.structure.transforms import fold_batch_norm_into_layers
 
@@ -134,6 +135,11 @@ def mlp_layers(model: nn.Module | list[WeightLayer], name: str = "this normalize
     """The fc layers of an MLP module (batch norm folded), or NormalizerError naming the
     conv layer when `model` is a CNN."""
     if isinstance(model, nn.Module):
+        if is_recurrent(model):
+            raise NormalizerError(
+                f"normalizer {name!r} works on MLPs, but this is a recurrent network ({type(model).__name__}); "
+                "of the normalizers only 'delete_dead_neurons' handles RNNs"
+            )
         model = extract_layers(model, masks)
     for lay in model:
         if lay.kind != "fc":
@@ -189,6 +195,16 @@ def normalize(
     """
     spec = NORMALIZERS[name]
     opts = check_options(name, options)
+    if isinstance(model, nn.Module) and is_recurrent(model) and name == "delete_dead_neurons":
+        if opts["keep_shape"]:
+            raise NormalizerError("keep_shape=True is not offered for RNNs; delete_dead_neurons removes their units")
+        net = rnn.delete_dead_units(model, opts["threshold"])
+        arch = {
+            "model": {"name": "relu_rnn", "hidden": [net.recurrent.fc.weight.shape[0]]},
+            "input_shape": list(input_shape) if input_shape is not None else [1, net.input.fc.weight.shape[1]],
+            "num_classes": net.readout.fc.weight.shape[0],
+        }
+        return Normalized(net, arch, extract_layers(net), None)
     layers = mlp_layers(model, name, masks)
     if spec.needs_data and data is None:
         raise NormalizerError(
