@@ -59,7 +59,7 @@ def chain(tmp_path_factory):
 
 def test_chain_records_lineage_and_exact_steps_keep_outputs(chain):
     root, done = chain
-    for (folder, run), (parent, name, options) in zip(done[1:], CHAIN):
+    for (folder, run), (parent, name, _) in zip(done[1:], CHAIN):
         info = json.loads((folder / "info.json").read_text())
         assert info["parent"]["ref"] == str(done[parent][0]) == run.result["parent"]
         assert info["parent"]["run"] == str(done[parent][0])
@@ -152,7 +152,9 @@ def test_regression_model_on_multiplication(tmp_path):
     assert np.isfinite(run.result["test_loss"])
     res = run_in_process(normalize_model.ex, [], {"model": str(tmp_path / "t" / "1"), "normalizer": "rescale_relu",
                                                   "progress": False}).result  # fmt: skip
-    assert res["metrics"]["accuracy"] is None and res["metrics"]["mse"] == pytest.approx(run.result["test_loss"], rel=1e-4)
+    assert res["metrics"]["accuracy"] is None and res["metrics"]["mse"] == pytest.approx(
+        run.result["test_loss"], rel=1e-4
+    )
     assert res["relative_output_change"] < 1e-5
 
 
@@ -160,7 +162,10 @@ def test_regression_model_on_multiplication(tmp_path):
     ("config", "message"),
     [
         ({"normalizer": "sort"}, "normalizer='sort' is not allowed: expected one of"),
-        ({"normalizer": "delete_dead_neurons", "options": {"threshold": -0.5}}, "options.threshold=-0.5 is not allowed"),
+        (
+            {"normalizer": "delete_dead_neurons", "options": {"threshold": -0.5}},
+            "options.threshold=-0.5 is not allowed",
+        ),
         ({"normalizer": "retrain", "options": {"step": 3}}, r"unknown key\(s\) \['step'\]"),
         ({"normalizer": "sort_neurons", "dataset": {"name": "digit"}}, "dataset=.* is not allowed"),
     ],

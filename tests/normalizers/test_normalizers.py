@@ -13,8 +13,7 @@ from nnclust.data import Dataset
 from nnclust.nets.layers import extract_layers
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.nets.weight_layer import WeightLayer
-from nnclust.normalizers import NORMALIZERS, NormalizerError, check_options, forward, mlp_layers, normalize
-from nnclust.normalizers import crude
+from nnclust.normalizers import NORMALIZERS, NormalizerError, check_options, crude, forward, mlp_layers, normalize
 from nnclust.normalizers.mlp import (
     combine_duplicate_neurons,
     delete_constant_neurons,
@@ -291,7 +290,9 @@ def test_bad_names_options_and_missing_data_are_named():
     model = build_model({"name": "mlp", "hidden": [4]}, (6,), 2)
     with pytest.raises(ValueError, match="unknown normalizer 'sort'.*valid names are"):
         normalize("sort", model)
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['treshold'\].*valid keys are \['keep_shape', 'threshold'\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key\(s\) \['treshold'\].*valid keys are \['keep_shape', 'threshold'\]"
+    ):
         check_options("delete_dead_neurons", {"treshold": 0.1})
     with pytest.raises(ConfigError, match=r"options.threshold=-0.1 is not allowed: expected a number >= 0"):
         normalize("combine_duplicate_neurons", model, {"threshold": -0.1})

@@ -74,7 +74,7 @@ def test_rnn_trains_on_bit_counts_and_is_normalized_by_script(tmp_path):
     run = run_in_process(train_model.ex, [FileStorageObserver(str(tmp_path / "t"))], config)
     # predicting the mean count (3) would leave the variance 6 * 1/4 = 1.5
     assert run.result["test_loss"] < 0.3
-    res = run_in_process(normalize_model.ex, [], {"model": str(tmp_path / "t" / "1"),
-                                                  "normalizer": "delete_dead_neurons", "progress": False}).result  # fmt: skip
+    normalize_config = {"model": str(tmp_path / "t" / "1"), "normalizer": "delete_dead_neurons", "progress": False}
+    res = run_in_process(normalize_model.ex, [], normalize_config).result
     assert res["max_output_change"] < 1e-5 and res["metrics"]["mse"] == pytest.approx(run.result["test_loss"], rel=1e-4)
     assert res["metrics"]["hidden_neurons"] <= 8 and np.isfinite(res["metrics"]["weight_norm"])

@@ -276,7 +276,9 @@ def _load_multiplication(
     return _regression_split(name, x, y, test_fraction, seed)
 
 
-def _load_bit_count(name: str, folder: Path, seed: int, *, n_samples: int, length: int, test_fraction: float) -> Dataset:
+def _load_bit_count(
+    name: str, folder: Path, seed: int, *, n_samples: int, length: int, test_fraction: float
+) -> Dataset:
     """Sequences of `length` random bits (inputs (length, 1)), target their count of
     ones (float32 (n, 1), objective "mse"): a running-sum task for the RNN."""
     test_fraction = _check_fraction(test_fraction)

@@ -32,7 +32,9 @@ from nnclust.storage.refs import load_model_ref, mongo_run
 __all__ = ["CONSTRAINTS", "SPARSITY_TOL", "check_config", "data_source", "normalize_job"]
 
 CONSTRAINTS = {
-    "model": Check(lambda m: isinstance(m, str) and m.strip() != "", "a checkpoint file or run folder, e.g. training_runs/1"),
+    "model": Check(
+        lambda m: isinstance(m, str) and m.strip() != "", "a checkpoint file or run folder, e.g. training_runs/1"
+    ),
     "normalizer": Options(NORMALIZERS),
     "dataset": Check(
         lambda d: d is None or (isinstance(d, dict) and d.get("name") in DATASETS),
@@ -144,7 +146,9 @@ def normalize_job(
     if source is not None:
         spec = dict(source["dataset"])
         data = load_dataset(spec.pop("name"), root=source["data_root"], seed=source["split_seed"], **spec)
-        if tuple(data.input_shape) != tuple(input_shape) and int(np.prod(data.input_shape)) != int(np.prod(input_shape)):
+        if tuple(data.input_shape) != tuple(input_shape) and int(np.prod(data.input_shape)) != int(
+            np.prod(input_shape)
+        ):
             raise ConfigError(
                 f"dataset {source['dataset']['name']!r} has inputs of shape {tuple(data.input_shape)}, but the model "
                 f"reads {tuple(input_shape)}; pass the model's own dataset="

@@ -37,7 +37,9 @@ class ReluRNN(nn.Module):
         return self.readout.fc(h)
 
 
-def build_rnn(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (16,), dropout: float = 0.0) -> ReluRNN:
+def build_rnn(
+    input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (16,), dropout: float = 0.0
+) -> ReluRNN:
     """A `ReluRNN` for sequences of shape (T, features) with ``hidden = [width]`` units
     (the same option as the MLP's, so a config switches models by name)."""
     if len(input_shape) != 2:

@@ -83,7 +83,9 @@ def l1_activation_retrain(model, data, *, steps, lr, batch_size, seed, strength,
     """Retrain with ``strength * mean over the batch of sum |h|`` over every hidden
     ReLU output h (read by forward hooks, so any conforming MLP works)."""
     acts: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: acts.append(o)) for m in model.modules() if isinstance(m, nn.ReLU)]
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o: acts.append(o)) for m in model.modules() if isinstance(m, nn.ReLU)
+    ]
 
     def penalty(m, xb):
         term = strength * sum(a.abs().sum() for a in acts) / len(xb)

@@ -26,7 +26,8 @@ SPARSITY_TOL = 0.01
 def _params(layers: list[WeightLayer]) -> np.ndarray:
     """Every weight and bias, flattened (float64)."""
     return np.concatenate(
-        [lay.weight.ravel() for lay in layers] + [np.asarray(lay.bias).ravel() for lay in layers if lay.bias is not None]
+        [lay.weight.ravel() for lay in layers]
+        + [np.asarray(lay.bias).ravel() for lay in layers if lay.bias is not None]
     )
 
 

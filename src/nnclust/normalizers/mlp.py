@@ -63,9 +63,7 @@ def _permute_unit(layers: list[WeightLayer], g: int, order: np.ndarray) -> None:
         bias=None if lay.bias is None else np.asarray(lay.bias)[order],
         mask=None if lay.mask is None else lay.mask[order],
     )
-    layers[g + 1] = replace(
-        nxt, weight=nxt.weight[:, order], mask=None if nxt.mask is None else nxt.mask[:, order]
-    )
+    layers[g + 1] = replace(nxt, weight=nxt.weight[:, order], mask=None if nxt.mask is None else nxt.mask[:, order])
 
 
 def _sorted_sum(a: np.ndarray, axis: int) -> np.ndarray:

@@ -22,8 +22,8 @@ from nnclust.core.config import check_keys
 from nnclust.core.constraints import Boolean, ConfigError, Constraint, Interval, Options, validate
 from nnclust.core.registry import Registry
 from nnclust.nets.layers import extract_layers, mlp_from_layers
-from nnclust.nets.weight_layer import WeightLayer
 from nnclust.nets.rnn import is_recurrent
+from nnclust.nets.weight_layer import WeightLayer
 from nnclust.normalizers import crude, mlp, rnn
 from nnclust.normalizers.mlp import NormalizerError
 from nnclust.structure.transforms import fold_batch_norm_into_layers

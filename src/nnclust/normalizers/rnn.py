@@ -73,5 +73,7 @@ def hidden_units(model_layers) -> int:
     """Hidden units of an RNN (its layers: input, recurrent, readout) with any nonzero
     input, recurrent-in, recurrent-out or readout weight."""
     w_in, w_rec, w_out = (lay.weight for lay in model_layers)
-    used = (np.abs(w_in).sum(1) > 0) | (np.abs(w_rec).sum(1) > 0) | (np.abs(w_rec).sum(0) > 0) | (np.abs(w_out).sum(0) > 0)
+    used = (
+        (np.abs(w_in).sum(1) > 0) | (np.abs(w_rec).sum(1) > 0) | (np.abs(w_rec).sum(0) > 0) | (np.abs(w_out).sum(0) > 0)
+    )
     return int(used.sum())

@@ -201,7 +201,9 @@ def select(roots: list[Node], root: str | None) -> list[Node]:
         n
         for r in roots
         for n, _, _ in r.walk()
-        if n.label == root or (n.run_id is not None and str(n.run_id) == root) or (len(root) >= 6 and n.key.startswith(root))
+        if n.label == root
+        or (n.run_id is not None and str(n.run_id) == root)
+        or (len(root) >= 6 and n.key.startswith(root))
     ]
     if not found:
         raise ValueError(f"no model matches root={root!r}; give a run label, run id or checkpoint sha256 prefix")

@@ -101,9 +101,7 @@ def relu_rescale_layers(layers: list[WeightLayer]) -> list[WeightLayer]:
     """
     for lay in layers:
         if lay.bn_scale is not None:
-            raise ValueError(
-                f"'{lay.name}' is followed by batch norm; fold it first with fold_batch_norm_into_layers"
-            )
+            raise ValueError(f"'{lay.name}' is followed by batch norm; fold it first with fold_batch_norm_into_layers")
     weights = [lay.weight for lay in layers]
     biases = [None if lay.bias is None else np.asarray(lay.bias, np.float64) for lay in layers]
     for i in range(len(weights) - 1):
