@@ -186,3 +186,38 @@ def test_a_cnn_is_refused_with_the_fix(tmp_path):
     with pytest.raises(NormalizerError, match="'layer0.conv' is a conv layer; give it an MLP"):
         run_in_process(normalize_model.ex, [], {"model": str(tmp_path / "cnn.pt"), "normalizer": "sort_neurons",
                                                 "progress": False})  # fmt: skip
+
+
+def test_identical_checkpoints_attach_children_to_the_named_parent_run():
+    """An exact normalizer applied twice writes identical bytes: the child goes to the
+    run its parent reference names, not merely to one with the same sha256."""
+    runs = [
+        tree.StoredRun("train_model", 1, "COMPLETED", {}, {}, {paths.PRUNED_MODEL: "t" * 64}),
+        *[
+            tree.StoredRun(
+                "normalize_model",
+                i,
+                "COMPLETED",
+                {
+                    "checkpoint_sha256": sha,
+                    "normalizer": {"name": name, "options": {}},
+                    "parent": {"ref": ref, "run": ref, "sha256": psha},
+                },
+                {"metrics": {}, "max_output_change": 0.0},
+            )  # fmt: skip
+            for i, sha, psha, ref, name in [
+                (1, "s" * 64, "t" * 64, "store/training_runs/1", "sort_neurons"),
+                (2, "s" * 64, "s" * 64, "store/normalized_models/1", "sort_neurons"),
+                (3, "d" * 64, "s" * 64, "store/normalized_models/1", "delete_dead_neurons"),
+                (4, "e" * 64, "s" * 64, "store/normalized_models/2", "retrain"),
+            ]
+        ],
+    ]
+    (root,) = tree.build_forest(runs)
+    parents = {n.label: p.label for n, _, p in root.walk() if p is not None}
+    assert parents == {
+        "normalize_model 1": "train_model 1",
+        "normalize_model 2": "normalize_model 1",
+        "normalize_model 3": "normalize_model 1",
+        "normalize_model 4": "normalize_model 2",
+    }

@@ -16,7 +16,8 @@ from nnclust.normalizers.rnn import delete_dead_units, unit_norms
 
 def rnn_with_dead_units():
     """A 2-input, 7-unit RNN whose units 1 and 4 are truly dead (all four weight groups
-    zero; unit 1 has bias 0.9) and unit 5 is small but alive."""
+    zero; unit 1 has bias 0.9), unit 5 is small but alive, and unit 3 has no readout
+    weights but feeds other units through W_rec (alive)."""
     torch.manual_seed(0)
     model = build_model({"name": "relu_rnn", "hidden": [7]}, (6, 2), 3).eval()
     with torch.no_grad():
@@ -26,6 +27,7 @@ def rnn_with_dead_units():
             model.recurrent.fc.weight[:, u] = 0
             model.readout.fc.weight[:, u] = 0
         model.input.fc.bias[1] = 0.9
+        model.readout.fc.weight[:, 3] = 0
         model.input.fc.weight[5] *= 1e-3
         model.input.fc.bias[5] = 0.5
         model.recurrent.fc.weight[5] *= 1e-3
