@@ -25,8 +25,9 @@ ALLOWED = {
     "regularizers": {"core", "nets", "structure", "clustering"},
     "training": {"core", "nets", "pruning"},
     "viz": {"core", "structure"},
+    "normalizers": {"core", "nets", "structure", "training", "storage"},
     "experiments": {"core", "nets", "data", "storage", "exec", "structure", "clustering", "pruning",
-                    "regularizers", "training", "viz"},
+                    "regularizers", "training", "viz", "normalizers"},
 }  # fmt: skip
 
 

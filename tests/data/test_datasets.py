@@ -170,6 +170,27 @@ def test_every_registered_dataset_loads(name, tmp_path):
         assert (ds.n_train, ds.n_test) == (800, 200)
         assert torch.bincount(ds.y_test).tolist() == [100, 100]
         assert float(ds.x_train.abs().max()) < 3.0
+    elif name == "multiplication":
+        ds = load_dataset(name, root=tmp_path, n_samples=50, low=-2.0, high=3.0)
+        assert ds.objective == "mse" and ds.input_shape == (2,) and ds.num_classes == 1
+        assert (ds.n_train, ds.n_test) == (40, 10)
+        for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+            assert x.dtype == y.dtype == torch.float32 and y.shape == (x.shape[0], 1)
+            assert torch.equal(y[:, 0], x[:, 0] * x[:, 1])  # a * b exactly, in float32
+            assert float(x.min()) >= -2.0 and float(x.max()) <= 3.0
+        again = load_dataset(name, root=tmp_path, seed=0, n_samples=50, low=-2.0, high=3.0)
+        assert torch.equal(again.x_test, ds.x_test)
+        assert not torch.equal(load_dataset(name, root=tmp_path, seed=1, n_samples=50).x_test[:5], ds.x_test[:5])
+        with pytest.raises(ValueError, match="low must be < high"):
+            load_dataset(name, root=tmp_path, low=1.0, high=1.0)
+    elif name == "bit_count":
+        ds = load_dataset(name, root=tmp_path, n_samples=40, length=5)
+        assert ds.objective == "mse" and ds.input_shape == (5, 1) and ds.num_classes == 1
+        assert (ds.n_train, ds.n_test) == (32, 8)
+        assert set(ds.x_train.unique().tolist()) == {0.0, 1.0}
+        assert torch.equal(ds.y_train, ds.x_train.sum(dim=1)) and ds.y_test.dtype == torch.float32
+        with pytest.raises(ValueError, match="length must be an int >= 1"):
+            load_dataset(name, root=tmp_path, length=0)
     else:
         pytest.fail(f"registry key {name!r} has no test; add one")
 

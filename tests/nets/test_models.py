@@ -15,6 +15,7 @@ SHAPES = {
     "mnist_fc": (1, 8, 8),
     "mnist_cnn": (1, 8, 8),
     "cifar10_cnn": (3, 8, 8),
+    "relu_rnn": (8, 1),
 }
 
 

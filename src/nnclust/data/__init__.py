@@ -249,6 +249,43 @@ def _load_circles(
     return _split_dataset(name, x, y, test_fraction, seed, num_classes=2)
 
 
+def _regression_split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> Dataset:
+    """A seeded random split of float32 regression data (objective "mse")."""
+    perm = seeding.rng(seed, f"data.{name}.split").permutation(len(x))
+    n_test = min(max(round(test_fraction * len(x)), 1), len(x) - 1)
+    test, train = perm[:n_test], perm[n_test:]
+    return Dataset(
+        name=name,
+        x_train=torch.from_numpy(x[train]),
+        y_train=torch.from_numpy(y[train]),
+        x_test=torch.from_numpy(x[test]),
+        y_test=torch.from_numpy(y[test]),
+        input_shape=tuple(x.shape[1:]),
+        num_classes=y.shape[1],
+        objective="mse",
+    )
+
+
+def _load_multiplication(
+    name: str, folder: Path, seed: int, *, n_samples: int, low: float, high: float, test_fraction: float
+) -> Dataset:
+    """Regression a * b from (a, b) uniform in [low, high]^2: inputs (2,), one float32
+    target per row (shape (n, 1)), objective "mse"; a seeded random split."""
+    test_fraction = _check_fraction(test_fraction)
+    x, y = synthetic.multiplication(n_samples, low, high, seeding.int_seed(seed, f"data.{name}.generate"))
+    return _regression_split(name, x, y, test_fraction, seed)
+
+
+def _load_bit_count(
+    name: str, folder: Path, seed: int, *, n_samples: int, length: int, test_fraction: float
+) -> Dataset:
+    """Sequences of `length` random bits (inputs (length, 1)), target their count of
+    ones (float32 (n, 1), objective "mse"): a running-sum task for the RNN."""
+    test_fraction = _check_fraction(test_fraction)
+    x, y = synthetic.bit_count(n_samples, length, seeding.int_seed(seed, f"data.{name}.generate"))
+    return _regression_split(name, x, y, test_fraction, seed)
+
+
 def _frozen(**defaults) -> Mapping[str, object]:
     return MappingProxyType(dict(defaults))
 
@@ -274,6 +311,16 @@ DATASETS: Registry[DatasetSpec] = Registry(
             _load_circles,
             _frozen(n_samples=1000, noise=0.1, factor=0.5, test_fraction=0.2),
             "scikit-learn make_circles, seeded",
+        ),
+        "multiplication": DatasetSpec(
+            _load_multiplication,
+            _frozen(n_samples=1000, low=-1.0, high=1.0, test_fraction=0.2),
+            "regression a * b (MSE), seeded",
+        ),
+        "bit_count": DatasetSpec(
+            _load_bit_count,
+            _frozen(n_samples=1000, length=8, test_fraction=0.2),
+            "number of ones in a random bit stream (sequences, MSE), seeded",
         ),
     },
 )

@@ -69,3 +69,32 @@ def circles(n_samples: int, noise: float, factor: float, random_state: int) -> t
         random_state=random_state,
     )
     return _as_arrays(x, y)
+
+
+def multiplication(n_samples: int, low: float, high: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) drawn uniformly from [low, high]^2 with target a * b.
+
+    Returns inputs float32 (n_samples, 2) and targets float32 (n_samples, 1).
+    """
+    n_samples = check_n_samples(n_samples)
+    for key, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise ValueError(f"{key} must be a finite number, got {v!r}")
+    if not low < high:
+        raise ValueError(f"low must be < high, got low={low}, high={high}")
+    # The target is the float32 product of the float32 inputs the network sees.
+    x = np.random.default_rng(random_state).uniform(low, high, size=(n_samples, 2)).astype(np.float32)
+    return x, x[:, :1] * x[:, 1:]
+
+
+def bit_count(n_samples: int, length: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Streams of `length` fair random bits, target the number of ones (a running sum
+    read at the end).
+
+    Returns inputs float32 (n_samples, length, 1) and targets float32 (n_samples, 1).
+    """
+    n_samples = check_n_samples(n_samples)
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"length must be an int >= 1, got {length!r}")
+    bits = np.random.default_rng(random_state).integers(0, 2, size=(n_samples, int(length), 1)).astype(np.float32)
+    return bits, bits.sum(axis=1)

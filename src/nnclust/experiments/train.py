@@ -190,6 +190,14 @@ def train_job(
         raise ValueError("pruning.final_sparsity > 0 needs pruning.num_pruning_epochs >= 1")
     options = {k: v for k, v in dataset.items() if k != "name"}
     data = load_dataset(dataset.get("name"), root=data_root, seed=seeding.int_seed(seed, "data_split"), **options)
+    if getattr(run, "info", None) is not None:
+        # Where the model's data came from, so derived models (normalizers) find the same
+        # split: `seed` here is Sacred's per-function seed, not the config's.
+        run.info["data"] = {
+            "dataset": dataset,
+            "data_root": data_root,
+            "split_seed": seeding.int_seed(seed, "data_split"),
+        }
     torch.manual_seed(seeding.int_seed(seed, "init"))
     net = build_model(model, data.input_shape, data.num_classes)
     arch = {"model": dict(model), "input_shape": list(data.input_shape), "num_classes": data.num_classes}

@@ -10,6 +10,7 @@ from torch import nn
 from nnclust.core.config import check_keys
 from nnclust.core.registry import Registry
 from nnclust.nets.builders import LayeredNet, build_network
+from nnclust.nets.rnn import build_rnn
 from nnclust.nets.symmetry_models import cifar10_cnn, mnist_cnn, mnist_fc
 from nnclust.nets.validate import LayerModules, ModelConventionError, layer_modules
 
@@ -37,6 +38,8 @@ MODELS = Registry(
         "mnist_fc": (mnist_fc, ("width", "depth", "dropout"), {"width": 32, "depth": 3}),
         "mnist_cnn": (mnist_cnn, _SYM_CNN_KEYS, {"filters": 16, "depth": 2}),
         "cifar10_cnn": (cifar10_cnn, _SYM_CNN_KEYS, {"filters": 32, "depth": 3, "dense": 128}),
+        # The seed's example RNN: inputs of shape (steps, features), readout at the last step.
+        "relu_rnn": (build_rnn, ("hidden", "dropout"), {"hidden": [16]}),
     },
 )
 

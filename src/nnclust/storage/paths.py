@@ -15,11 +15,13 @@ RUN_DIRS = {
     "spectral_cluster_model": "clustering_runs",
     "shuffle_and_cluster": "shuffle_clust_runs",
     "weight_symmetry": "symmetry_runs",
+    "normalize_model": "normalized_models",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
+NORMALIZED_MODEL = "normalized_model.pt"
 # Checkpoints a run may hold, the one a model reference picks first.
-MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL)
+MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL, NORMALIZED_MODEL)
 TRAINING_CURVES = "training_curves.png"
 # The whole training state, rewritten every few epochs, for resuming a stopped run.
 RESUME_STATE = "resume_state.pt"
@@ -34,6 +36,10 @@ SYMMETRY_SUMMARY = "symmetry_summary.png"
 def depth_model(depth: int) -> str:
     """Checkpoint of the `depth`-hidden-layer model of a fixed_param run."""
     return f"model_depth{int(depth)}.pt"
+
+
+NORMALIZER_CURVE = "normalizer_loss.png"
+EVOLUTION_TREE = "evolution_tree.png"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:

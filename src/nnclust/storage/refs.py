@@ -31,7 +31,8 @@ def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
     `ref` is a checkpoint file, a run folder (``training_runs/7``) or a MongoDB run
     (``mongo:<db>:<id>`` or ``mongo:<host>:<port>:<db>:<id>``, fetched from GridFS
     into ``models/mongo/``): a training run gives its pruned checkpoint (its dense
-    one when it did not prune); a clustering or shuffle run forwards to the model in
+    one when it did not prune), a normalize run (``normalized_models/3``) its derived
+    checkpoint; a clustering or shuffle run forwards to the model in
     its own config.
     """
     if ref is None or str(ref).strip() == "":
@@ -74,11 +75,9 @@ def load_model_ref(ref: str | os.PathLike) -> tuple[Path, Checkpoint]:
         raise CheckpointError(f"model={ref}: {exc}") from exc
 
 
-def artifact_from_ref(ref: str, cache: str | os.PathLike = "models/mongo") -> Path:
-    """Fetch a run's checkpoint from GridFS: ``mongo:<db>:<run id>`` (store from
-    $NNCLUST_MONGO or 127.0.0.1:27017) or ``mongo:<host>:<port>:<db>:<run id>``."""
-    import gridfs
-
+def mongo_run(ref: str):
+    """(database, run document) of ``mongo:<db>:<run id>`` (store from $NNCLUST_MONGO or
+    127.0.0.1:27017) or ``mongo:<host>:<port>:<db>:<run id>``."""
     parts = ref.split(":")[1:]
     if len(parts) == 2:
         store = mongo.store_from_env() or f"127.0.0.1:27017:{parts[0]}"
@@ -97,6 +96,16 @@ def artifact_from_ref(ref: str, cache: str | os.PathLike = "models/mongo") -> Pa
     run = db.runs.find_one({"_id": run_id})
     if run is None:
         raise RunReferenceError(f"no run {run_id} in MongoDB database {db_name!r}")
+    return db, run
+
+
+def artifact_from_ref(ref: str, cache: str | os.PathLike = "models/mongo") -> Path:
+    """Fetch a run's checkpoint from GridFS: ``mongo:<db>:<run id>`` (store from
+    $NNCLUST_MONGO or 127.0.0.1:27017) or ``mongo:<host>:<port>:<db>:<run id>``."""
+    import gridfs
+
+    db, run = mongo_run(ref)
+    db_name, run_id = db.name, run["_id"]
     artifacts = {a["name"]: a["file_id"] for a in run.get("artifacts", [])}
     for name in MODEL_ARTIFACTS:
         if name in artifacts:

@@ -2,7 +2,9 @@
 
 Each row is a run: ``run_id``, ``experiment``, ``status``, ``start_time``,
 ``stop_time``, then ``config.<key>`` and ``result.<key>`` (nested keys joined with
-dots) and ``metric.<name>`` (the last logged value). Long list results (labels,
+dots) and ``metric.<name>`` (the last logged value), and for derived models the
+lineage ``info.parent.<ref|run|sha256>``, ``info.normalizer.<name|options...>`` and
+``info.checkpoint_sha256``. Long list results (labels,
 shuffled n-cuts) are kept as Python lists.
 """
 
@@ -48,6 +50,10 @@ def status_of(run: Mapping, now: datetime.datetime | None = None, died_after: fl
     return status
 
 
+# Keys of a run's info that record lineage (written by the normalize experiment).
+LINEAGE_KEYS = ("parent", "normalizer", "checkpoint_sha256")
+
+
 def flatten(d: Mapping, prefix: str = "") -> dict:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay whole."""
     out = {}
@@ -60,7 +66,7 @@ def flatten(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list]) -> dict:
+def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list], info: Mapping | None = None) -> dict:
     result = run.get("result")
     row = {
         "run_id": run_id,
@@ -75,6 +81,7 @@ def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list]) -> 
     elif result is not None:
         row["result"] = result
     row.update({f"metric.{name}": values[-1] for name, values in metrics.items() if values})
+    row.update(flatten({k: v for k, v in (info or {}).items() if k in LINEAGE_KEYS}, "info."))
     return row
 
 
@@ -89,7 +96,8 @@ def _folder_rows(folder: Path) -> Iterable[dict]:
         config = json.loads((sub / "config.json").read_text()) if (sub / "config.json").is_file() else {}
         metrics_path = sub / "metrics.json"
         raw = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        yield _row(int(sub.name), run, config, {k: v.get("values", []) for k, v in raw.items()})
+        info = json.loads((sub / "info.json").read_text()) if (sub / "info.json").is_file() else {}
+        yield _row(int(sub.name), run, config, {k: v.get("values", []) for k, v in raw.items()}, info)
 
 
 def _mongo_rows(url: str, query: dict) -> Iterable[dict]:
@@ -98,7 +106,7 @@ def _mongo_rows(url: str, query: dict) -> Iterable[dict]:
     db = connect(url)
     for run in db.runs.find(query, sort=[("_id", 1)]):
         metrics = {m["name"]: m.get("values", []) for m in db.metrics.find({"run_id": run["_id"]})}
-        yield _row(run["_id"], run, run.get("config", {}), metrics)
+        yield _row(run["_id"], run, run.get("config", {}), metrics, run.get("info"))
 
 
 def load_runs(

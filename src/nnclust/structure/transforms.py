@@ -87,6 +87,36 @@ def relu_rescale(weights: list[np.ndarray]) -> list[np.ndarray]:
     return weights
 
 
+def relu_rescale_layers(layers: list[WeightLayer]) -> list[WeightLayer]:
+    """Layers with every hidden unit's incoming weights *and bias* scaled to unit L2
+    norm (of the joint vector (w_in, b)), the factor moved onto its outgoing weights.
+
+    The bias-aware, exact form of `relu_rescale` (which leaves biases alone because the
+    graph reads weights only): ReLU(a (w x + b)) = a ReLU(w x + b) for a > 0, so the
+    network's function is unchanged. Layers are processed from the input, so the factor
+    moved into layer i+1 is normalized away in its own turn, and a second application
+    changes nothing. Units whose (w_in, b) is all zero are left as they are. Batch norm
+    must be folded first (`fold_batch_norm_into_layers`); masks are kept (scaling keeps
+    the zero pattern).
+    """
+    for lay in layers:
+        if lay.bn_scale is not None:
+            raise ValueError(f"'{lay.name}' is followed by batch norm; fold it first with fold_batch_norm_into_layers")
+    weights = [lay.weight for lay in layers]
+    biases = [None if lay.bias is None else np.asarray(lay.bias, np.float64) for lay in layers]
+    for i in range(len(weights) - 1):
+        sq = (weights[i].reshape(weights[i].shape[0], -1) ** 2).sum(axis=1)
+        if biases[i] is not None:
+            sq = sq + biases[i] ** 2
+        norms = np.sqrt(sq)
+        factor = np.where(norms > 0, norms, 1.0)
+        weights[i] = weights[i] / factor.reshape((-1,) + (1,) * (weights[i].ndim - 1))
+        if biases[i] is not None:
+            biases[i] = biases[i] / factor
+        _scale_outgoing(weights, i, factor)
+    return [replace(lay, weight=w, bias=b) for lay, w, b in zip(layers, weights, biases)]
+
+
 def rescale_hidden_units(model, norm: float = UNIT_NORM) -> None:
     """Give every hidden unit incoming parameters of L2 norm `norm`, in place, moving
     the factor onto its outgoing weights; the network function is unchanged.

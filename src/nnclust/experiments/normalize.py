@@ -1,0 +1,195 @@
+"""Apply one normalizer to a stored model: the body of ``src/normalize_model.py``.
+
+The derived checkpoint is stored as the run's artifact; the run's info records
+``parent`` (the reference, the parent run if there is one, and the sha256 of the parent
+checkpoint), ``normalizer`` (name and full options), ``checkpoint_sha256`` of the
+derived model and ``data`` (where the probe data came from), so the evolution tree is
+rebuilt from the run store alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnclust.core import seeding
+from nnclust.core.config import plain
+from nnclust.core.constraints import Check, ConfigError, Interval, Options
+from nnclust.data import DATASETS, load_dataset
+from nnclust.experiments.artifacts import add_artifact, scratch
+from nnclust.nets.checkpoint import Checkpoint, save_checkpoint
+from nnclust.nets.layers import extract_layers, mlp_from_layers
+from nnclust.nets.rnn import is_recurrent
+from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, model_metrics, normalize
+from nnclust.storage import paths
+from nnclust.storage.refs import load_model_ref, mongo_run
+
+__all__ = ["CONSTRAINTS", "SPARSITY_TOL", "check_config", "data_source", "normalize_job"]
+
+CONSTRAINTS = {
+    "model": Check(
+        lambda m: isinstance(m, str) and m.strip() != "", "a checkpoint file or run folder, e.g. training_runs/1"
+    ),
+    "normalizer": Options(NORMALIZERS),
+    "dataset": Check(
+        lambda d: d is None or (isinstance(d, dict) and d.get("name") in DATASETS),
+        f"None (the model's own dataset) or {{'name': one of {DATASETS.names()}, ...options}}",
+    ),
+    "tol": Interval(0, None),
+    "probe_size": Interval(1, None, integer=True),
+    "progress": Check(lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_config(config) -> None:
+    """The normalizer's options, checked before a run exists (ConfigError naming each)."""
+    if config.get("normalizer") in NORMALIZERS:
+        check_options(config["normalizer"], plain(config.get("options") or {}))
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _run_folder_of(ref: str) -> Path | None:
+    """The run folder a reference names: the folder itself, or the folder holding the file."""
+    p = Path(ref)
+    for cand in (p, p.parent):
+        if cand.is_dir() and (cand / "run.json").is_file():
+            return cand
+    return None
+
+
+def _source_from(info: dict) -> dict | None:
+    # Training and normalize runs record their data source in info["data"]. Runs from
+    # before that have none: their split seed was Sacred's per-function seed, which the
+    # config does not hold, so guessing it would mix training data into the probe.
+    return dict(info["data"]) if info.get("data") else None
+
+
+def data_source(ref: str) -> dict | None:
+    """Where the model `ref` was trained: ``{"dataset": spec, "data_root": str,
+    "split_seed": int}`` from the ``data`` info of its run (training or normalize), or
+    None for a plain file or a run without it."""
+    ref = str(ref)
+    if ref.startswith("mongo:"):
+        _, doc = mongo_run(ref)
+        return _source_from(doc.get("info") or {})
+    folder = _run_folder_of(ref)
+    if folder is None:
+        return None
+    read = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
+    # A folder store keeps a run's info in info.json (MongoDB in the run document).
+    return _source_from(read("info.json"))
+
+
+def _parent_run(ref: str) -> str | None:
+    if ref.startswith("mongo:"):
+        return ref
+    folder = _run_folder_of(ref)
+    return None if folder is None else str(folder)
+
+
+def _module(ckpt: Checkpoint):
+    """(module, input shape, masks) of a checkpoint; a plain MLP state dict (as
+    nn-clustering-pytorch writes it) is rebuilt from its weight shapes."""
+    if ckpt.architecture is not None:
+        return ckpt.build_model().eval(), tuple(ckpt.architecture["input_shape"]), ckpt.masks
+    layers = mlp_layers(extract_layers(ckpt), "rebuilding a plain state dict")
+    net, arch = mlp_from_layers(layers)
+    return net.eval(), tuple(arch["input_shape"]), None
+
+
+def _outputs(model, x) -> torch.Tensor:
+    with torch.no_grad():
+        return copy.deepcopy(model).double().eval()(x.double())
+
+
+def normalize_job(
+    run,
+    seed: int,
+    model: str,
+    normalizer: str,
+    options: dict | None = None,
+    dataset: dict | None = None,
+    data_root: str = "datasets",
+    tol: float = SPARSITY_TOL,
+    probe_size: int = 256,
+    progress: bool = True,
+) -> dict:
+    """Apply `normalizer` with `options` to the model `model`; store the derived
+    checkpoint and return its metrics, its parent's, and `max_output_change`.
+
+    The data (for data-dependent and crude normalizers, metrics and the probe batch)
+    is `dataset` when given (split with this run's seed), else the model's own. The
+    probe batch is the test split, or without data `probe_size` N(0, 1) inputs from the
+    ``probe`` stream of `seed`. `max_output_change` is max |f_new(x) - f_parent(x)| over
+    the probe batch and outputs, both networks evaluated in float64.
+    """
+    options = check_options(normalizer, plain(options or {}))
+    path, ckpt = load_model_ref(model)
+    parent, input_shape, masks = _module(ckpt)
+    if dataset is not None:
+        source = {"dataset": plain(dataset), "data_root": data_root, "split_seed": seeding.int_seed(seed, "data_split")}
+    else:
+        source = data_source(model)
+    data = None
+    if source is not None:
+        spec = dict(source["dataset"])
+        data = load_dataset(spec.pop("name"), root=source["data_root"], seed=source["split_seed"], **spec)
+        if tuple(data.input_shape) != tuple(input_shape) and int(np.prod(data.input_shape)) != int(
+            np.prod(input_shape)
+        ):
+            raise ConfigError(
+                f"dataset {source['dataset']['name']!r} has inputs of shape {tuple(data.input_shape)}, but the model "
+                f"reads {tuple(input_shape)}; pass the model's own dataset="
+            )
+    result = normalize(
+        normalizer, parent, options, data=data, seed=seed, input_shape=input_shape, masks=masks, progress=progress
+    )
+    if data is not None:
+        x, y, objective = data.x_test, data.y_test, data.objective
+    else:
+        x = torch.randn(probe_size, *input_shape, generator=seeding.torch_generator(seed, "probe"))
+        y, objective = None, "cross_entropy"
+    before, after = _outputs(parent, x), _outputs(result.model, x)
+    change = float((after - before).abs().max().item())
+    for step, value in enumerate(result.curve):
+        run.log_scalar("normalizer_loss", value, step)
+
+    tmp = scratch("normalize-")
+    save_checkpoint(tmp / paths.NORMALIZED_MODEL, result.model, result.architecture, result.masks)
+    add_artifact(run, tmp, paths.NORMALIZED_MODEL)
+    parent_ref = {"ref": str(model), "run": _parent_run(str(model)), "sha256": sha256(path)}
+    info = getattr(run, "info", None)
+    if info is not None:
+        info["parent"] = parent_ref
+        info["normalizer"] = {"name": normalizer, "options": options}
+        info["checkpoint_sha256"] = sha256(tmp / paths.NORMALIZED_MODEL)
+        info["data"] = source
+    recurrent = is_recurrent(parent)
+    parent_layers = extract_layers(parent) if recurrent else mlp_layers(parent, normalizer, masks)
+    widths = lambda layers: [layers[0].n_out] if recurrent else [lay.n_out for lay in layers[:-1]]  # noqa: E731
+    return {
+        "normalizer": normalizer,
+        "options": options,
+        "parent": str(model),
+        "max_output_change": change,
+        "relative_output_change": change / max(float(before.abs().max().item()), 1e-300),
+        "metrics": model_metrics(result.layers, y=y, objective=objective, tol=tol, outputs=after, recurrent=recurrent),
+        "parent_metrics": model_metrics(
+            parent_layers, y=y, objective=objective, tol=tol, outputs=before, recurrent=recurrent
+        ),
+        "hidden_widths": widths(result.layers),
+        "parent_hidden_widths": widths(parent_layers),
+        "final_loss": result.curve[-1] if result.curve else None,
+    }

@@ -1,0 +1,40 @@
+"""Apply a normalizer to a trained MLP and store the derived model with its lineage.
+
+    python src/normalize_model.py with model=training_runs/1 normalizer=rescale_relu
+    python src/normalize_model.py with model=normalized_models/1 normalizer=delete_dead_neurons \
+        options.threshold=0.01
+    python src/normalize_model.py with model=normalized_models/2 normalizer=retrain options.steps=500
+
+`model` is a checkpoint file (ours, or a plain MLP state dict), a run folder or a
+MongoDB run; chains work because a normalize run is a run folder too. Runs go to
+normalized_models/<id>/; `python src/evolution_tree.py` shows what came from what.
+"""
+
+from nnclust.experiments import normalize
+from nnclust.experiments.sacred_setup import make_experiment, run_commandline
+
+ex = make_experiment("normalize_model", normalize.CONSTRAINTS)
+ex.config_hook(lambda config, command_name, logger: normalize.check_config(config) or {})
+
+
+@ex.config
+def config():
+    model = None  # checkpoint file, run folder (training_runs/<id>, normalized_models/<id>) or mongo:<db>:<id>
+    normalizer = "sort_neurons"  # a name of nnclust.normalizers.NORMALIZERS
+    options = {}  # the normalizer's options, e.g. {"threshold": 0.01}; unknown ones are refused
+    dataset = None  # None = the model's own dataset; else {"name": ..., **options}
+    data_root = "datasets"
+    tol = normalize.SPARSITY_TOL  # |w| <= tol counts as zero in the sparsity metric
+    probe_size = 256  # Gaussian probe inputs when no dataset is known
+    progress = True
+
+
+@ex.main
+def main(_run, _seed, model, normalizer, options, dataset, data_root, tol, probe_size, progress):
+    return normalize.normalize_job(
+        _run, _seed, model, normalizer, options, dataset, data_root, tol, probe_size, progress
+    )
+
+
+if __name__ == "__main__":
+    run_commandline(ex)
