@@ -21,7 +21,7 @@ ALLOWED = {
     "exec": {"core", "storage"},
     "structure": {"core", "nets"},
     "clustering": {"core", "nets", "structure", "exec"},
-    "pruning": {"core", "nets"},
+    "pruning": {"core", "nets", "structure"},
     "regularizers": {"core", "nets", "structure", "clustering"},
     "training": {"core", "nets", "pruning"},
     "viz": {"core", "structure"},
