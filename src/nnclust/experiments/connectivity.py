@@ -49,9 +49,9 @@ def analyse_layers(layers: Sequence[WeightLayer], task_inputs, task_outputs) -> 
     keep histories."""
     weights = [lay.weight for lay in layers]
     biases = [lay.bias for lay in layers]
-    codes = states.unit_classes(weights, biases)
-    flat = states.flat_states(*states.param_states(weights, biases))
-    matrix = states.task_matrix(weights, task_inputs, task_outputs)
+    res = states.classify(weights, biases, task_inputs, task_outputs)
+    codes, matrix = res["unit_classes"], res["task_matrix"]
+    flat = states.flat_states(res["weight_states"], res["bias_states"])
     return {
         "unit_states": [[states.UNIT_CLASSES[c] for c in layer] for layer in codes],
         "unit_counts": states.count_units(codes),

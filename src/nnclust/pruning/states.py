@@ -47,16 +47,30 @@ _UNIT = {name: i for i, name in enumerate(UNIT_CLASSES)}
 _BIAS_STATE = np.array([ALIVE, UNPRODUCTIVE, ZOMBIE, AUDIENCE, UNPRODUCTIVE], np.int8)
 
 
+def _sparse(w) -> sp.csr_matrix:
+    """A weight block as CSR without stored zeros: converted once, then every reachability
+    query and the per-parameter states work on the nonzero entries only."""
+    if sp.issparse(w):
+        if isinstance(w, sp.csr_matrix) and w.dtype == np.float64 and not (w.data == 0).any():
+            return w  # already converted (by `classify`)
+        m = sp.csr_matrix(w, dtype=np.float64, copy=True)
+    else:
+        w = np.asarray(w, np.float64)
+        if w.ndim != 2:
+            raise ValueError(f"states are defined for fc weights (n_out, n_in), got shape {w.shape}")
+        m = sp.csr_matrix(w)
+    m.eliminate_zeros()
+    return m
+
+
 def _arrays(weights, biases):
-    weights = [np.asarray(w, np.float64) for w in weights]
+    weights = [_sparse(w) for w in weights]
     if biases is None:
         biases = [None] * len(weights)
     biases = [None if b is None else np.asarray(b, np.float64) for b in biases]
     if len(biases) != len(weights):
         raise ValueError(f"got {len(biases)} bias arrays for {len(weights)} weight layers")
     for i, (w, b) in enumerate(zip(weights, biases)):
-        if w.ndim != 2:
-            raise ValueError(f"layer {i}: states are defined for fc weights (n_out, n_in), got shape {w.shape}")
         if i and w.shape[1] != weights[i - 1].shape[0]:
             raise ValueError(f"layer {i} reads {w.shape[1]} inputs but layer {i - 1} has {weights[i - 1].shape[0]}")
         if b is not None and b.shape != (w.shape[0],):
@@ -119,13 +133,17 @@ def param_states(weights: Sequence, biases: Sequence | None = None) -> tuple[lis
         else:
             src = np.where(fwd[i], ALIVE, np.where(codes[i - 1] == _UNIT["audience"], AUDIENCE, ZOMBIE))
         src_zero = zero[i]
-        state = np.broadcast_to(src.astype(np.int8), w.shape).copy()
-        state[tgt == _UNIT["audience"], :] = AUDIENCE
+        # Only nonzero weights need a state; everything else stays PRUNED (0).
+        rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+        cols = w.indices
+        nz = src[cols]
+        nz = np.where(tgt[rows] == _UNIT["audience"], AUDIENCE, nz)
+        # Into a comatose, dead or zombie unit (a zombie's only nonzero weights in come
+        # from constant-0 units), or out of a constant-0 unit: no output can change.
         bad_target = np.isin(tgt, (_UNIT["comatose"], _UNIT["dead"], _UNIT["zombie"]))
-        # A zombie has no nonzero weight in except from constant-0 units; any such weight is unproductive.
-        state[bad_target, :] = UNPRODUCTIVE
-        state[:, src_zero] = UNPRODUCTIVE
-        state[w == 0] = PRUNED
+        nz = np.where(bad_target[rows] | src_zero[cols], UNPRODUCTIVE, nz)
+        state = np.full(w.shape, PRUNED, np.int8)
+        state[rows, cols] = nz
         w_states.append(state)
         if b is None:
             b_states.append(None)
@@ -134,6 +152,18 @@ def param_states(weights: Sequence, biases: Sequence | None = None) -> tuple[lis
         bs = np.where(b == 0, PRUNED, bs).astype(np.int8)
         b_states.append(bs)
     return w_states, b_states
+
+
+def classify(weights: Sequence, biases: Sequence | None = None, task_inputs=None, task_outputs=None) -> dict:
+    """Everything at once, the blocks converted to sparse once: ``unit_classes`` (codes
+    per hidden layer), ``weight_states``, ``bias_states`` and, when task groups are
+    given, ``task_matrix``."""
+    weights = [_sparse(w) for w in weights]
+    out = {"unit_classes": unit_classes(weights, biases)}
+    out["weight_states"], out["bias_states"] = param_states(weights, biases)
+    if task_inputs is not None:
+        out["task_matrix"] = task_matrix(weights, task_inputs, task_outputs)
+    return out
 
 
 def flat_states(weight_states: Sequence[np.ndarray], bias_states: Sequence) -> np.ndarray:
@@ -232,7 +262,7 @@ def task_matrix(weights: Sequence, task_inputs: Sequence, task_outputs: Sequence
     on a path from an input is in-connected and so has no constant activation, hence
     plain forward reachability from task t's inputs answers it.
     """
-    weights = [np.asarray(w) for w in weights]
+    weights = [_sparse(w) for w in weights]
     n_in, n_out = weights[0].shape[1], weights[-1].shape[0]
     T = len(task_inputs)
     if len(task_outputs) != T:
@@ -242,7 +272,6 @@ def task_matrix(weights: Sequence, task_inputs: Sequence, task_outputs: Sequence
         src = np.zeros(n_in, bool)
         src[np.asarray(ins)] = True
         reached = forward_reach(weights, sources=src)[-1]
-        assert reached.shape == (n_out,)
         out[t] = [int(reached[np.asarray(o)].any()) for o in task_outputs]
     return out
 
