@@ -26,8 +26,9 @@ BASE = {
     "dataset": {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 1000, "noise": 0.1},
     "model": {"name": "mlp", "hidden": [40, 40]},
     "optimizer": {"name": "adam", "lr": 0.01},
-    "imp": {"levels": 8, "target_params": 60, "max_epochs": 40, "patience": 5, "rewind": "init", "scope": "global"},
+    "imp": {"levels": 10, "target_params": 40, "max_epochs": 150, "patience": 10, "rewind": "init", "scope": "global"},
     "progress": False,
+    "num_threads": 1,
 }
 INITS = [
     {"name": "normal", "bias": "same", "std": 0.1},

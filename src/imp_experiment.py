@@ -28,13 +28,14 @@ def config():
     task_outputs = None
     device = "cpu"
     progress = True
+    num_threads = None  # torch CPU threads (None: torch's default; 1 is fastest for small MLPs)
 
 
 @ex.main
 def main(_run, _seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs, task_outputs,
-         device, progress):  # fmt: skip
+         device, progress, num_threads):  # fmt: skip
     return body.imp_job(_run, _seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs,
-                   task_outputs, device, progress)  # fmt: skip
+                   task_outputs, device, progress, num_threads)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ TINY = {
     "optimizer": {"name": "adam", "lr": 0.02},
     "imp": {"levels": 3, "target_params": 20, "max_epochs": 4, "patience": 2},
     "progress": False,
+    "num_threads": 1,
 }
 
 
@@ -136,3 +137,15 @@ def test_bad_config_fails_before_the_run(update, match, tmp_path):
 def test_target_above_p0_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"pruning target 5000 must be in \(0, P0=130\]"):
         run_exp(imp_experiment, tmp_path, **{**TINY, "imp": {**TINY["imp"], "target_params": 5000}})
+
+
+def test_validation_split_is_seeded_disjoint_and_seed_dependent():
+    from nnclust.data import load_dataset
+    from nnclust.experiments.imp import _validation_split
+
+    data = load_dataset("concat", seed=0, n_samples=100)
+    a, b, c = (_validation_split(data, 0.25, s) for s in (0, 0, 1))
+    assert torch.equal(a.x_test, b.x_test) and not torch.equal(a.x_test, c.x_test)
+    assert a.n_test == 20 and a.n_train == 60
+    rows = {tuple(r.tolist()) for r in data.x_train}
+    assert {tuple(r.tolist()) for r in torch.cat([a.x_train, a.x_test])} == rows  # a partition of the train set

@@ -67,6 +67,7 @@ CONSTRAINTS = {
     "task_inputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
     "task_outputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
     "progress": Boolean(),
+    "num_threads": [Options([None]), Interval(1, None, integer=True)],
 }
 SECTIONS = {"imp": IMP_DEFAULTS, "init": INIT_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}
 
@@ -103,14 +104,29 @@ def imp_job(
     task_outputs: list | None = None,
     device: str = "cpu",
     progress: bool = True,
+    num_threads: int | None = None,
 ) -> dict:
     """Run IMP and classify every unit and parameter at every level.
 
     The model is an MLP whose hidden layers share one width (widened when
     ``imp.extend`` > 0 so that it meets the base trajectory after `extend` levels).
     Randomness: data from ``data_split``, the validation split from ``imp.validation``,
-    the init from ``init``, the data order from the run seed.
+    the init from ``init``, the data order of level i from ``imp.level`` i.
+    `num_threads` sets torch's CPU threads for this process (None: torch's default);
+    one thread is fastest for the small MLPs of the 2-D tasks on a shared machine.
     """
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        return _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs,
+                        task_outputs, device, progress)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs, task_outputs,
+             device, progress) -> dict:  # fmt: skip
     dataset, model, init, optimizer, imp = plain([dataset, model, init, optimizer, imp])
     check_keys("imp", imp, IMP_DEFAULTS)
     check_keys("init", init, INIT_DEFAULTS)
