@@ -195,9 +195,7 @@ def ours(weights, biases, task_inputs, task_outputs):
 
 
 def _same(a, b) -> bool:
-    return all(
-        all(np.array_equal(x, y) for x, y in zip(a[k], b[k])) for k in range(3)
-    ) and np.array_equal(a[3], b[3])
+    return all(all(np.array_equal(x, y) for x, y in zip(a[k], b[k])) for k in range(3)) and np.array_equal(a[3], b[3])
 
 
 def best_of(fn, repeats):
@@ -243,6 +241,7 @@ def main() -> None:
               f"baseline / ours: {ratio}")  # fmt: skip
     if not ok:
         raise SystemExit("results differ")
+
 
 if __name__ == "__main__":
     main()

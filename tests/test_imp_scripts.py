@@ -76,7 +76,9 @@ def test_imp_run_is_reproducible_bit_for_bit_and_seed_dependent(imp_run, tmp_pat
     again, folder2 = run_exp(imp_experiment, tmp_path, **TINY)
     assert again.result == first.result
     a, b = np.load(folder / paths.IMP_STATES), np.load(folder2 / paths.IMP_STATES)
-    assert np.array_equal(a["bias_history"], b["bias_history"]) and np.array_equal(a["state_history"], b["state_history"])
+    assert np.array_equal(a["bias_history"], b["bias_history"]) and np.array_equal(
+        a["state_history"], b["state_history"]
+    )
     other, _ = run_exp(imp_experiment, tmp_path, seed=2, **TINY)
     assert other.result["levels"][0]["test_loss"] != first.result["levels"][0]["test_loss"]
 

@@ -21,7 +21,9 @@ def test_two_d_tasks_are_independent_draws_of_each_generator():
         stream = seeding.int_seed(3, "data.concat.generate", t)
         xt, yt = synthetic.moons(200, 0.05, stream) if task == "moons" else synthetic.circles(200, 0.05, 0.5, stream)
         # each task's columns are exactly its own generator's points and labels
-        assert _rows(x[:, 2 * t : 2 * t + 2], y[:, t : t + 1].long()) == _rows(torch.from_numpy(xt), torch.from_numpy(yt)[:, None])
+        assert _rows(x[:, 2 * t : 2 * t + 2], y[:, t : t + 1].long()) == _rows(
+            torch.from_numpy(xt), torch.from_numpy(yt)[:, None]
+        )
     # the two moons tasks use different streams: not the same samples side by side
     assert not torch.equal(x[:, 0:2], x[:, 4:6])
     # stratified over the 3-bit label code: every code in both parts
@@ -49,7 +51,12 @@ def test_image_tasks_get_one_softmax_head_each():
 
 @pytest.mark.parametrize(
     "tasks, match",
-    [([], "non-empty list"), ("moons", "non-empty list"), (["moons", "digits"], "mix 2-D"), (["nope"], "unknown dataset")],
+    [
+        ([], "non-empty list"),
+        ("moons", "non-empty list"),
+        (["moons", "digits"], "mix 2-D"),
+        (["nope"], "unknown dataset"),
+    ],
 )
 def test_bad_tasks(tasks, match):
     with pytest.raises(ValueError, match=match):

@@ -64,6 +64,8 @@ def test_every_rewind_rule_and_the_trajectory(rewind):
         for name, m in fake.masks[level].items():
             torch.testing.assert_close(start[name][m], want[name][m])
             assert (start[name][~m] == 0).all()
+        assert all((fake.masks[level][k] <= fake.masks[level - 1][k]).all() for k in masks)  # pruned stay pruned
+    assert all(torch.equal(masks[k], fake.masks[-1][k]) for k in masks)
 
 
 def test_biases_can_stay_unpruned():

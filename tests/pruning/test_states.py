@@ -211,7 +211,9 @@ def _walk_classes(weights, biases):
     sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
     inc = [[True] * sizes[0]]
     for g in range(1, L + 1):
-        inc.append([any(weights[g - 1][j, i] != 0 and inc[g - 1][i] for i in range(sizes[g - 1])) for j in range(sizes[g])])
+        inc.append(
+            [any(weights[g - 1][j, i] != 0 and inc[g - 1][i] for i in range(sizes[g - 1])) for j in range(sizes[g])]
+        )
     outc = [None] * (L + 1)
     outc[L] = [True] * sizes[L]
     for g in range(L - 1, -1, -1):
@@ -220,7 +222,9 @@ def _walk_classes(weights, biases):
     for g in range(1, L):
         row = []
         for j in range(sizes[g]):
-            s = biases[g - 1][j] + sum(weights[g - 1][j, i] * const[g - 1][i] for i in range(sizes[g - 1]) if not inc[g - 1][i])
+            s = biases[g - 1][j] + sum(
+                weights[g - 1][j, i] * const[g - 1][i] for i in range(sizes[g - 1]) if not inc[g - 1][i]
+            )
             row.append(max(s, 0.0))
         const.append(row)
     classes = []

@@ -25,7 +25,9 @@ def test_multitask_softmax_scores_each_head_alone():
     out = torch.tensor([[5.0, 0.0, 0.0, 0.0, 9.0, 0.0], [0.0, 0.0, 7.0, 8.0, 0.0, 0.0]])  # 2 tasks x 3 classes
     y = torch.tensor([[0, 1], [2, 1]])
     obj = OBJECTIVES["multitask_softmax"]
-    want = (F.cross_entropy(out[:, :3], y[:, 0], reduction="none") + F.cross_entropy(out[:, 3:], y[:, 1], reduction="none")) / 2
+    want = (
+        F.cross_entropy(out[:, :3], y[:, 0], reduction="none") + F.cross_entropy(out[:, 3:], y[:, 1], reduction="none")
+    ) / 2
     assert obj.loss(out, y).item() == pytest.approx(want.mean().item())
     assert obj.task_correct(out, y).tolist() == [2, 1]  # row 1, task 1: head [8, 0, 0] says 0, label 1
     with pytest.raises(ValueError, match="equal softmax heads"):
@@ -70,7 +72,9 @@ def test_early_stopping_by_patience_and_by_cutoff():
           objective=data.objective)  # fmt: skip
     assert cut.stopped_epoch == 0
     off = EarlyStopping()
-    train(model, data, epochs=3, batch_size=64, optimizer=OPT, callbacks=[off], progress=False, objective=data.objective)
+    train(
+        model, data, epochs=3, batch_size=64, optimizer=OPT, callbacks=[off], progress=False, objective=data.objective
+    )
     assert off.stopped_epoch is None
     with pytest.raises(ValueError, match="must be >= 0"):
         EarlyStopping(patience=-1)

@@ -289,8 +289,10 @@ def _load_concat(
         xs, ys = [], []
         for t, task in enumerate(tasks):
             stream = seeding.int_seed(seed, f"data.{name}.generate", t)
-            x, y = synthetic.moons(n_samples, noise, stream) if task == "moons" else (
-                synthetic.circles(n_samples, noise, factor, stream)
+            x, y = (
+                synthetic.moons(n_samples, noise, stream)
+                if task == "moons"
+                else (synthetic.circles(n_samples, noise, factor, stream))
             )
             xs.append(x)
             ys.append(y)

@@ -1,7 +1,15 @@
 """Training: a short loop plus callbacks."""
 
 from nnclust.training.callbacks import EarlyStopping, FixedMasks, MagnitudePruning, prunable_weights
-from nnclust.training.loop import OPTIMIZER_DEFAULTS, OPTIMIZERS, TrainState, evaluate, make_optimizer, task_accuracy, train
+from nnclust.training.loop import (
+    OPTIMIZER_DEFAULTS,
+    OPTIMIZERS,
+    TrainState,
+    evaluate,
+    make_optimizer,
+    task_accuracy,
+    train,
+)
 from nnclust.training.losses import OBJECTIVES
 
 __all__ = [

@@ -101,6 +101,8 @@ class EarlyStopping:
             self.best, self.waited = value, 0
         else:
             self.waited += 1
-        if (self.patience and self.waited >= self.patience) or (self.loss_cutoff > 0 and state.metrics["train_loss"] <= self.loss_cutoff):
+        if (self.patience and self.waited >= self.patience) or (
+            self.loss_cutoff > 0 and state.metrics["train_loss"] <= self.loss_cutoff
+        ):
             state.stop = True
             self.stopped_epoch = state.epoch

@@ -44,8 +44,9 @@ def lifetimes(life: np.ndarray, state_names, zombie_bias: np.ndarray, zombie_lif
         axes[0].hist(life[ever, j], bins=bins, histtype="step", lw=1.5, label=name)
     axes[0].set(xlabel="levels in state", ylabel="parameters", title="parameter lifetimes", yscale="log")
     axes[0].legend(fontsize=8)
-    axes[1].scatter(zombie_bias, zombie_life + np.random.default_rng(0).uniform(-0.15, 0.15, len(zombie_life)),
-                    s=12, alpha=0.7)  # fmt: skip  (jitter only for display)
+    axes[1].scatter(
+        zombie_bias, zombie_life + np.random.default_rng(0).uniform(-0.15, 0.15, len(zombie_life)), s=12, alpha=0.7
+    )  # fmt: skip  (jitter only for display)
     axes[1].set(xlabel="bias when it became a zombie", ylabel="levels as a zombie", title="zombie bias vs lifetime")
     fig.tight_layout()
     return fig
