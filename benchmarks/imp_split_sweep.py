@@ -3,6 +3,10 @@ network first split, how accurate is it then, when do comatose units peak, and d
 zombies with larger biases live longer?
 
     PYTHONPATH=src python benchmarks/imp_split_sweep.py [--seeds 5] [--n-jobs 1] [--root benchmarks/results]
+        [--widths 40] [--extend 0] [--scheduler-address tcp://HOST:8786]
+
+The grid is seeds x init choices x hidden widths x extensions (`imp.extend`: an
+extended run is widened so that it meets the base trajectory after k levels).
 
 Runs go through `nnclust.exec.grid.run_grid` (imp_runs/ under --root) and are read back
 with `nnclust.storage.tables.load_runs`; prints one row per run and a summary per init.
@@ -19,6 +23,7 @@ import pandas as pd
 import scipy.stats
 
 from nnclust.exec.grid import run_grid
+from nnclust.pruning.states import zombie_bias_lifetimes
 from nnclust.storage import paths
 from nnclust.storage.tables import load_runs
 
@@ -42,8 +47,15 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--root", default="benchmarks/results")
     ap.add_argument("--scheduler-address", default=None)
+    ap.add_argument("--widths", type=int, nargs="+", default=[40])
+    ap.add_argument("--extend", type=int, nargs="+", default=[0])
     args = ap.parse_args()
-    grid = {"init": INITS, "seed": list(range(args.seeds))}
+    grid = {
+        "init": INITS,
+        "model": [{"name": "mlp", "hidden": [w, w]} for w in args.widths],
+        "imp": [{**BASE["imp"], "extend": k} for k in args.extend],
+        "seed": list(range(args.seeds)),
+    }
     out = run_grid("imp_experiment", grid, BASE, args.root, args.n_jobs, args.scheduler_address)
     folders = {Path(f).name for f, _ in out}
     runs = load_runs(Path(args.root) / paths.RUN_DIRS["imp_experiment"], status="COMPLETED")
@@ -53,13 +65,12 @@ def main() -> None:
         cfg = json.loads((Path(folder) / "config.json").read_text())
         init = f"{cfg['init']['name']}/{cfg['init']['bias']}"
         states = np.load(Path(folder) / paths.IMP_STATES)
-        from nnclust.pruning.states import zombie_bias_lifetimes
-
         b, life = zombie_bias_lifetimes(states["unit_history"], states["bias_history"])
         zb.setdefault(init, []).extend(b.tolist())
         zl.setdefault(init, []).extend(life.tolist())
         rows.append({
-            "init": init, "seed": cfg["seed"], "first_split_level": res["first_split_level"],
+            "init": init, "seed": cfg["seed"], "width": res["hidden"][0], "extend": cfg["imp"]["extend"],
+            "first_split_level": res["first_split_level"],
             "params_at_split": None if res["first_split_level"] is None
             else res["trajectory"][res["first_split_level"]],
             "accuracy_at_split": res["accuracy_at_split"], "dense_accuracy": res["levels"][0]["test_accuracy"],

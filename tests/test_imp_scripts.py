@@ -151,3 +151,27 @@ def test_validation_split_is_seeded_disjoint_and_seed_dependent():
     assert a.n_test == 20 and a.n_train == 60
     rows = {tuple(r.tolist()) for r in data.x_train}
     assert {tuple(r.tolist()) for r in torch.cat([a.x_train, a.x_test])} == rows  # a partition of the train set
+
+
+def test_image_tasks_run_with_one_softmax_head_each(tmp_path):
+    cfg = {**TINY, "dataset": {"name": "concat", "tasks": ["digits", "digits"]}}
+    cfg.update(model={"name": "mlp", "hidden": [8]}, imp={"levels": 1, "target_params": 300, "max_epochs": 1})
+    run, _ = run_exp(imp_experiment, tmp_path, **cfg)
+    res = run.result
+    assert res["task_inputs"] == [list(range(64)), list(range(64, 128))]
+    assert res["task_outputs"] == [list(range(10)), list(range(10, 20))]
+    assert [lv["prunable_params"] for lv in res["levels"]] == [128 * 8 + 8 + 8 * 20 + 20, 300]
+    assert all(len(lv["task_accuracy"]) == 2 for lv in res["levels"])
+
+
+def test_connectivity_reads_a_plain_state_dict(tmp_path):
+    # a predecessor checkpoint: a bare state dict, no architecture; two disjoint 2-2-1 nets
+    torch.manual_seed(0)
+    net = build_model({"name": "mlp", "hidden": [4]}, (4,), 2)
+    with torch.no_grad():
+        net.layer0.fc.weight.copy_(torch.kron(torch.eye(2), torch.ones(2, 2)))
+        net.layer1.fc.weight.copy_(torch.kron(torch.eye(2), torch.ones(1, 2)))
+    torch.save(net.state_dict(), tmp_path / "old.pt")
+    run, _ = run_exp(connectivity, tmp_path, model=str(tmp_path / "old.pt"), num_tasks=2)
+    assert run.result["task_matrix"] == [[1, 0], [0, 1]] and run.result["split_metric"] == 0.0
+    assert run.result["unit_counts"]["alive"] == 4
