@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+README = re.sub(r"\\\n\s*", " ", (ROOT / "README.md").read_text())  # join continued lines
 COMMANDS = sorted(set(re.findall(r"(python (?:-m [\w.]+|src/\w+\.py)[^`\n#]*)", README)))
 MODULE_COMMANDS = [c for c in COMMANDS if c.startswith("python -m ")]
 SCRIPT_COMMANDS = [c for c in COMMANDS if c.startswith("python src/")]

@@ -3,11 +3,13 @@ import pytest
 from nnclust.clustering.shuffles import SHUFFLES
 from nnclust.core.registry import Registry, UnknownNameError
 from nnclust.data import DATASETS
+from nnclust.nets.init import BIAS_INITS, INITS
 from nnclust.nets.registry import MODELS
 from nnclust.pruning import SCHEDULES, SCOPES
+from nnclust.pruning.imp import REWINDS
 from nnclust.regularizers import REGULARIZERS
 from nnclust.structure.graph import CNN_NODE_SETS
-from nnclust.training import OPTIMIZERS
+from nnclust.training import OBJECTIVES, OPTIMIZERS
 
 ALL = {
     "dataset": DATASETS,
@@ -18,6 +20,10 @@ ALL = {
     "pruning scope": SCOPES,
     "CNN node set (cnn_nodes)": CNN_NODE_SETS,
     "regularizer": REGULARIZERS,
+    "objective": OBJECTIVES,
+    "init": INITS,
+    "bias init": BIAS_INITS,
+    "rewind": REWINDS,
 }
 
 

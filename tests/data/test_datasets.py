@@ -191,6 +191,11 @@ def test_every_registered_dataset_loads(name, tmp_path):
         assert torch.equal(ds.y_train, ds.x_train.sum(dim=1)) and ds.y_test.dtype == torch.float32
         with pytest.raises(ValueError, match="length must be an int >= 1"):
             load_dataset(name, root=tmp_path, length=0)
+    elif name == "concat":
+        ds = load_dataset(name, root=tmp_path)
+        assert ds.input_shape == (4,) and ds.num_classes == 2 and ds.objective == "multitask_binary"
+        assert ds.task_sizes == ((2, 1), (2, 1)) and (ds.n_train, ds.n_test) == (800, 200)
+        assert ds.y_train.shape == (800, 2) and set(ds.y_train.unique().tolist()) == {0.0, 1.0}
     else:
         pytest.fail(f"registry key {name!r} has no test; add one")
 

@@ -62,17 +62,22 @@ def _registry_model(name, batch_norm):
     torch.manual_seed(0)
     if name == "relu_rnn":
         return build_model({"name": name, "hidden": [6]}, (5, 2), 3).eval(), (5, 2)
-    spec = {"name": name, "hidden": [12, 7], "batch_norm": batch_norm}
-    if "cnn" in name:
+    keys = MODELS[name][1]  # the options this registry entry accepts
+    spec = {"name": name}
+    spec.update({"hidden": [12, 7]} if "hidden" in keys else {"width": 12, "depth": 2} if "width" in keys else {})
+    if "batch_norm" in keys:
+        spec["batch_norm"] = batch_norm
+    if "conv_channels" in keys:
         spec["conv_channels"] = [3]
-    model = build_model(spec, (1, 8, 8), 4)
+    shape = (3, 8, 8) if name.startswith("cifar10") else (1, 8, 8)
+    model = build_model(spec, shape, 4)
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-1, 1)
             m.running_var.uniform_(0.5, 2)
             m.weight.data.uniform_(0.5, 2)
             m.bias.data.uniform_(-1, 1)
-    return model.eval(), (1, 8, 8)
+    return model.eval(), shape
 
 
 @pytest.mark.parametrize("name", EXACT)

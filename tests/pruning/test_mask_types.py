@@ -8,7 +8,9 @@ from nnclust.nets.registry import MODELS, build_model
 from nnclust.pruning.mask_types import MASK_TYPES, check_masks, kept_per_unit, layer_mask, make_masks
 from nnclust.training import FixedMasks, TrainState, make_optimizer
 
-SHAPES = {name: (3, 8, 8) if name.startswith("cifar") else (1, 8, 8) for name in MODELS}
+SHAPES = {
+    name: (3, 8, 8) if name.startswith("cifar") else (8, 1) if name == "relu_rnn" else (1, 8, 8) for name in MODELS
+}
 SPARSITY = 0.8
 
 

@@ -56,3 +56,17 @@ def test_io_components_keep_components_joining_inputs_and_outputs():
     group = np.repeat([0, 1, 2], [3, 3, 2])
     keep = io_components(adj, group)
     assert keep.tolist() == [True, False, False, True, False, False, True, False]
+
+
+def test_sparse_blocks_give_the_same_answers_as_dense_ones():
+    from nnclust.structure.connectivity import constant_activations
+
+    rng = np.random.default_rng(0)
+    w = [rng.normal(size=(6, 4)) * (rng.random((6, 4)) < 0.4), rng.normal(size=(5, 6)) * (rng.random((5, 6)) < 0.4),
+         rng.normal(size=(2, 5)) * (rng.random((2, 5)) < 0.5)]  # fmt: skip
+    b = [rng.normal(size=6), rng.normal(size=5), rng.normal(size=2)]
+    ws = [sp.csr_matrix(x) for x in w]
+    for f in (forward_reach, backward_reach):
+        assert [r.tolist() for r in f(ws)] == [r.tolist() for r in f(w)]
+    for dense, sparse in zip(constant_activations(w, b), constant_activations(ws, b)):
+        np.testing.assert_array_equal(dense, sparse)

@@ -39,6 +39,10 @@ class Dataset:
     The label layout above is that of ``"cross_entropy"``; other objectives only need
     n rows of targets (e.g. float32 (n, d) for ``"mse"``, where `num_classes` is the
     number of outputs d).
+
+    `task_sizes` is empty for single-task data. Multi-task data (``concat``) lists
+    ``(n_inputs, n_outputs)`` per task: task t owns the next n_inputs of the flattened
+    inputs and the next n_outputs of the network's outputs, in task order.
     """
 
     name: str
@@ -49,6 +53,7 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int
     objective: str = "cross_entropy"
+    task_sizes: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Checked once here so that every consumer can rely on the documented layout.
@@ -286,6 +291,93 @@ def _load_bit_count(
     return _regression_split(name, x, y, test_fraction, seed)
 
 
+_TWO_D = {"moons": synthetic.moons, "circles": synthetic.circles}
+
+
+def _load_concat(
+    name: str,
+    folder: Path,
+    seed: int,
+    *,
+    tasks,
+    n_samples: int,
+    noise: float,
+    factor: float,
+    test_fraction: float,
+) -> Dataset:
+    """T independent tasks side by side: sample i joins an independent draw of each task.
+
+    2-D tasks (``moons``, ``circles``): each task draws `n_samples` points from its own
+    seed stream; inputs (2T,), float32 targets (n, T) in {0, 1} (one logit per task,
+    objective ``multitask_binary``); the stratified split is over the T-bit label code.
+    Image tasks (registry datasets such as ``digits``, ``mnist``, ``fashion_mnist``):
+    each keeps its own train/test split, cut to the smallest task's size by a seeded
+    permutation; inputs are the flattened images side by side (unequal sizes allowed),
+    int64 targets (n, T), one 10-way softmax head per task (``multitask_softmax``).
+    """
+    if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise ValueError(f"tasks must be a non-empty list of dataset names such as ['moons', 'moons'], got {tasks!r}")
+    tasks = list(tasks)
+    two_d = [t in _TWO_D for t in tasks]
+    if any(two_d) and not all(two_d):
+        raise ValueError(f"tasks {tasks} mix 2-D tasks {sorted(_TWO_D)} with image datasets; use one kind")
+    if all(two_d):
+        test_fraction = _check_fraction(test_fraction)
+        xs, ys = [], []
+        for t, task in enumerate(tasks):
+            stream = seeding.int_seed(seed, f"data.{name}.generate", t)
+            x, y = (
+                synthetic.moons(n_samples, noise, stream)
+                if task == "moons"
+                else (synthetic.circles(n_samples, noise, factor, stream))
+            )
+            xs.append(x)
+            ys.append(y)
+        x, y = np.concatenate(xs, 1), np.stack(ys, 1)
+        code = (y * (2 ** np.arange(len(tasks)))).sum(1)
+        train, test = stratified_split(code, test_fraction, seeding.rng(seed, f"data.{name}.split"))
+        return Dataset(
+            name=name,
+            x_train=torch.from_numpy(x[train]),
+            y_train=torch.from_numpy(y[train].astype(np.float32)),
+            x_test=torch.from_numpy(x[test]),
+            y_test=torch.from_numpy(y[test].astype(np.float32)),
+            input_shape=(2 * len(tasks),),
+            num_classes=len(tasks),
+            objective="multitask_binary",
+            task_sizes=tuple((2, 1) for _ in tasks),
+        )
+    parts = []
+    for t, task in enumerate(tasks):
+        if task == name:
+            raise ValueError("concat cannot hold itself as a task")
+        ds = load_dataset(task, folder.parent, seeding.int_seed(seed, f"data.{name}.task", t))
+        if ds.objective != "cross_entropy" or ds.num_classes != 10:
+            raise ValueError(f"image task {task!r} must be a 10-class dataset, got {ds.num_classes} classes")
+        parts.append(ds)
+    out = {}
+    for split in ("train", "test"):
+        n = min(getattr(d, f"n_{split}") for d in parts)
+        xs, ys = [], []
+        for t, d in enumerate(parts):
+            x, y = getattr(d, f"x_{split}"), getattr(d, f"y_{split}")
+            pick = torch.from_numpy(seeding.rng(seed, f"data.{name}.{split}", t).permutation(len(x))[:n])
+            xs.append(x[pick].flatten(1))
+            ys.append(y[pick])
+        out[split] = (torch.cat(xs, 1), torch.stack(ys, 1))
+    return Dataset(
+        name=name,
+        x_train=out["train"][0],
+        y_train=out["train"][1],
+        x_test=out["test"][0],
+        y_test=out["test"][1],
+        input_shape=(int(out["train"][0].shape[1]),),
+        num_classes=10 * len(tasks),
+        objective="multitask_softmax",
+        task_sizes=tuple((int(np.prod(d.input_shape)), 10) for d in parts),
+    )
+
+
 def _frozen(**defaults) -> Mapping[str, object]:
     return MappingProxyType(dict(defaults))
 
@@ -302,6 +394,11 @@ DATASETS: Registry[DatasetSpec] = Registry(
         "kmnist": DatasetSpec(_load_mnist_style, _frozen(), "Kuzushiji-MNIST IDX files"),
         "fashion_mnist": DatasetSpec(_load_mnist_style, _frozen(), "Fashion-MNIST IDX files"),
         "cifar10": DatasetSpec(_load_cifar10, _frozen(), "CIFAR-10 python pickle batches"),
+        "concat": DatasetSpec(
+            _load_concat,
+            _frozen(tasks=("moons", "moons"), n_samples=1000, noise=0.1, factor=0.5, test_fraction=0.2),
+            "independent tasks side by side (moons, circles, or image datasets), one output group each",
+        ),
         "moons": DatasetSpec(
             _load_moons,
             _frozen(n_samples=1000, noise=0.1, test_fraction=0.2),

@@ -16,6 +16,8 @@ RUN_DIRS = {
     "shuffle_and_cluster": "shuffle_clust_runs",
     "weight_symmetry": "symmetry_runs",
     "normalize_model": "normalized_models",
+    "imp_experiment": "imp_runs",
+    "connectivity": "connectivity_runs",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
@@ -40,6 +42,18 @@ def depth_model(depth: int) -> str:
 
 NORMALIZER_CURVE = "normalizer_loss.png"
 EVOLUTION_TREE = "evolution_tree.png"
+# Iterative magnitude pruning: state history and lifetimes, per-level checkpoints, plots.
+# The last level's checkpoint is also stored as PRUNED_MODEL, so model=imp_runs/<id> works.
+IMP_STATES = "imp_states.npz"
+IMP_UNIT_COUNTS = "imp_unit_counts.png"
+IMP_LIFETIMES = "imp_lifetimes.png"
+IMP_COMATOSE_BIASES = "imp_comatose_biases.png"
+IMP_TASK_MATRICES = "imp_task_matrices.png"
+
+
+def imp_level_model(level: int) -> str:
+    """The checkpoint (with masks) of IMP level `level`."""
+    return f"imp_level_{level:02d}.pt"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:

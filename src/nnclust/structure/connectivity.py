@@ -10,6 +10,8 @@ a layered graph with the inputs as group 0 and the outputs of layer g as group g
   that parameter states, dead-unit surgery and task splits read.
 
 All of them are vectorised: sparse matrix products per layer, no loop over units.
+Blocks may be dense arrays or scipy sparse matrices; callers that query one network
+many times convert it to CSR once.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def constant_activations(weights: Sequence[np.ndarray], biases: Sequence[np.ndar
     const_prev = np.zeros(weights[0].shape[1])  # inputs: in-connected, contribute nothing here
     out = []
     for g, (w, b) in enumerate(zip(weights[:-1], biases[:-1]), start=1):
-        pre = (np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64)) + np.asarray(w) @ const_prev
+        w = w if sp.issparse(w) else np.asarray(w)
+        pre = (np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64)) + w @ const_prev
         c = np.maximum(pre, 0.0)
         c[fed[g]] = np.nan
         out.append(c)

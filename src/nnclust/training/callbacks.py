@@ -19,8 +19,8 @@ def prunable_weights(model) -> dict[str, torch.nn.Parameter]:
 
 @torch.no_grad()
 def apply_masks(model, masks) -> None:
-    """Zero the masked-out entries (False) of the fc/conv weights named in `masks`."""
-    params = prunable_weights(model)
+    """Zero the masked-out entries (False) of the parameters named in `masks`."""
+    params = dict(model.named_parameters())
     for name, mask in masks.items():
         params[name].mul_(mask.to(params[name].device, params[name].dtype))
 
@@ -72,22 +72,66 @@ class MagnitudePruning:
 
 
 class FixedMasks:
-    """Train under fixed masks: applied at the start of training and after every
-    optimizer step, so masked-out weights stay exactly zero (weight-symmetry runs).
+    """Train under fixed masks over named parameters: applied at the start of training
+    and after every optimizer step, so masked-out entries stay exactly zero.
 
-    `masks` maps ``<linear prefix>.weight`` to a bool tensor shaped like the weight
-    (True = kept); `nnclust.pruning.mask_types.check_masks` is run on the first use.
+    `masks` maps parameter names (``<linear prefix>.weight``, and for IMP with pruned
+    biases ``<linear prefix>.bias``) to bool tensors shaped like the parameter (True =
+    kept). Weight masks are checked with `nnclust.pruning.mask_types.check_masks`, the
+    others against the model's parameters, on the first use. ``metrics["sparsity"]`` is
+    the fraction of masked-out weights.
     """
 
     def __init__(self, masks):
         self.masks = dict(masks)
 
     def on_train_start(self, state) -> None:
-        check_masks(state.model, self.masks)
+        weights = prunable_weights(state.model)
+        params = dict(state.model.named_parameters())
+        check_masks(state.model, {k: v for k, v in self.masks.items() if k in weights})
+        for name, mask in self.masks.items():
+            if name in weights:
+                continue
+            if name not in params:
+                raise ValueError(f"mask '{name}' names no parameter of the model; its parameters are {sorted(params)}")
+            if tuple(mask.shape) != tuple(params[name].shape):
+                raise ValueError(
+                    f"mask '{name}' has shape {tuple(mask.shape)} but the parameter has {tuple(params[name].shape)}"
+                )
         apply_masks(state.model, self.masks)
 
     def on_step_end(self, state) -> None:
         apply_masks(state.model, self.masks)
 
     def on_epoch_end(self, state) -> None:
-        state.metrics["sparsity"] = sparsity_of(self.masks) if self.masks else 0.0
+        weights = {k: v for k, v in self.masks.items() if k.endswith(".weight")}
+        state.metrics["sparsity"] = sparsity_of(weights) if weights else 0.0
+
+
+class EarlyStopping:
+    """Stop when `monitor` (a key of ``state.metrics``, the validation loss by default)
+    has not improved by more than `min_delta` for `patience` epochs, or when the train
+    loss falls to `loss_cutoff` or below. ``patience=0`` and ``loss_cutoff=0`` disable
+    either rule. `stopped_epoch` records the epoch (0-based) of the stop, or None."""
+
+    def __init__(self, patience: int = 0, loss_cutoff: float = 0.0, min_delta: float = 0.0, monitor="test_loss"):
+        if patience < 0 or loss_cutoff < 0 or min_delta < 0:
+            raise ValueError(
+                f"patience, loss_cutoff and min_delta must be >= 0, got {patience}, {loss_cutoff}, {min_delta}"
+            )
+        self.patience, self.loss_cutoff, self.min_delta, self.monitor = patience, loss_cutoff, min_delta, monitor
+        self.best = float("inf")
+        self.waited = 0
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, state) -> None:
+        value = state.metrics[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.waited = value, 0
+        else:
+            self.waited += 1
+        if (self.patience and self.waited >= self.patience) or (
+            self.loss_cutoff > 0 and state.metrics["train_loss"] <= self.loss_cutoff
+        ):
+            state.stop = True
+            self.stopped_epoch = state.epoch

@@ -50,6 +50,7 @@ class TrainState:
     num_epochs: int = 0
     loss: torch.Tensor | None = None  # loss of the last step (before backward's graph is freed)
     metrics: dict = field(default_factory=dict)  # filled at each epoch end
+    stop: bool = False  # a callback sets it at an epoch end to end training there (early stopping)
 
 
 @torch.no_grad()
@@ -71,6 +72,24 @@ def evaluate(
         correct = None if c is None or correct is None else correct + c
     model.train(was_training)
     return loss / len(x), (float("nan") if correct is None else correct / len(x))
+
+
+@torch.no_grad()
+def task_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: str, batch_size: int = 1024) -> list:
+    """Accuracy of each task of a multi-task objective (one with ``task_correct``), as a
+    list of T floats; a single-task objective gives ``[accuracy]``."""
+    obj = OBJECTIVES[objective]
+    if not hasattr(obj, "task_correct"):
+        return [evaluate(model, x, y, batch_size, objective)[1]]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = None
+    for i in range(0, len(x), batch_size):
+        c = obj.task_correct(model(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device)).cpu()
+        total = c if total is None else total + c
+    model.train(was_training)
+    return (total.double() / len(x)).tolist()
 
 
 def train(
@@ -97,7 +116,8 @@ def train(
     The data order comes from the ``data_order`` stream of `seed`. After each epoch
     the learning rate is multiplied by `lr_decay`, train/test loss and accuracy are
     put in ``state.metrics`` and sent to ``log(name, value, epoch)``; callbacks run
-    after that, so a pruning callback's change shows in the next epoch's numbers.
+    after that, so a pruning callback's change shows in the next epoch's numbers. A
+    callback that sets ``state.stop`` ends training after that epoch.
 
     Every `checkpoint_every` epochs (0: never; not after the last) ``checkpoint`` gets
     `training_state`: everything needed to go on. ``resume=`` such a state continues
@@ -162,6 +182,8 @@ def train(
             and epoch + 1 < epochs
         ):
             checkpoint(training_state(state, sched, gen, callbacks))
+        if state.stop:
+            break
     return state
 
 

@@ -1,0 +1,261 @@
+"""Iterative magnitude pruning of a (multi-task) MLP with unit and parameter states at
+every level: the body of ``src/imp_experiment.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+import torch
+
+from nnclust.core import seeding
+from nnclust.core.config import check_keys, plain
+from nnclust.core.constraints import Boolean, Check, Interval, Options
+from nnclust.data import DATASETS, Dataset, load_dataset
+from nnclust.experiments.artifacts import add_artifact, scratch
+from nnclust.experiments.connectivity import analyse_layers, groups_of
+from nnclust.nets.checkpoint import save_checkpoint
+from nnclust.nets.init import BIAS_INITS, INIT_DEFAULTS, INITS, initialize
+from nnclust.nets.layers import extract_layers
+from nnclust.nets.registry import build_model
+from nnclust.pruning import SCOPES, states
+from nnclust.pruning.imp import REWINDS, count_kept, iterative_magnitude_pruning
+from nnclust.pruning.trajectory import extended_trajectory, extended_width, mlp_prunable
+from nnclust.storage import paths
+from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS, EarlyStopping, FixedMasks, evaluate, task_accuracy, train
+from nnclust.viz import imp as imp_figures
+
+__all__ = ["CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS", "SECTIONS", "imp_job"]
+
+# `levels` pruning steps along an exponential from the model's prunable count down to
+# `target_params`; each level trains for at most `max_epochs`, stopping early when the
+# validation loss has not improved for `patience` epochs (0: off) or the train loss
+# reaches `loss_cutoff` (0: off).
+IMP_DEFAULTS = {
+    "levels": 8,
+    "target_params": 100,
+    "extend": 0,
+    "scope": "global",
+    "prune_biases": True,
+    "rewind": "init",
+    "rewind_step": 0,
+    "max_epochs": 50,
+    "patience": 0,
+    "loss_cutoff": 0.0,
+    "validation_fraction": 0.2,
+}
+
+CONSTRAINTS = {
+    "dataset.name": Options(DATASETS),
+    "model.name": Options(["mlp", "mlp_sequential"]),
+    "init.name": Options(INITS),
+    "init.bias": Options(BIAS_INITS),
+    "init.std": Interval(0, None, closed="neither"),
+    "optimizer.name": Options(OPTIMIZERS),
+    "optimizer.lr": Interval(0, None, closed="neither"),
+    "batch_size": Interval(1, None, integer=True),
+    "imp.levels": Interval(1, None, integer=True),
+    "imp.target_params": Interval(0, None, closed="neither"),
+    "imp.extend": Interval(0, None, integer=True),
+    "imp.scope": Options(SCOPES),
+    "imp.prune_biases": Boolean(),
+    "imp.rewind": Options(REWINDS),
+    "imp.rewind_step": Interval(0, None, integer=True),
+    "imp.max_epochs": Interval(1, None, integer=True),
+    "imp.patience": Interval(0, None, integer=True),
+    "imp.loss_cutoff": Interval(0, None),
+    "imp.validation_fraction": Interval(0, 1, closed="neither"),
+    "task_inputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
+    "task_outputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
+    "progress": Boolean(),
+    "num_threads": [Options([None]), Interval(1, None, integer=True)],
+}
+SECTIONS = {"imp": IMP_DEFAULTS, "init": INIT_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}
+
+
+def _validation_split(data: Dataset, fraction: float, seed: int) -> Dataset:
+    """Train on part of the training set and stop early on the rest (the test set is
+    only for reporting); the split comes from the ``imp.validation`` stream."""
+    n = data.n_train
+    perm = torch.from_numpy(seeding.rng(seed, "imp.validation").permutation(n))
+    k = max(1, int(round(fraction * n)))
+    val, tr = perm[:k], perm[k:]
+    return Dataset(
+        name=data.name, x_train=data.x_train[tr], y_train=data.y_train[tr], x_test=data.x_train[val],
+        y_test=data.y_train[val], input_shape=data.input_shape, num_classes=data.num_classes,
+        objective=data.objective, task_sizes=data.task_sizes,
+    )  # fmt: skip
+
+
+def _first(levels: list[dict], key: str, test) -> int | None:
+    return next((i for i, lv in enumerate(levels) if test(lv[key])), None)
+
+
+def imp_job(
+    run,
+    seed: int,
+    dataset: dict,
+    data_root: str,
+    model: dict,
+    init: dict,
+    optimizer: dict,
+    batch_size: int,
+    imp: dict,
+    task_inputs: list | None = None,
+    task_outputs: list | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    num_threads: int | None = None,
+) -> dict:
+    """Run IMP and classify every unit and parameter at every level.
+
+    The model is an MLP whose hidden layers share one width (widened when
+    ``imp.extend`` > 0 so that it meets the base trajectory after `extend` levels).
+    Randomness: data from ``data_split``, the validation split from ``imp.validation``,
+    the init from ``init``, the data order of level i from ``imp.level`` i.
+    `num_threads` sets torch's CPU threads for this process (None: torch's default);
+    one thread is fastest for the small MLPs of the 2-D tasks on a shared machine.
+    """
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        return _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs,
+                        task_outputs, device, progress)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs, task_outputs,
+             device, progress) -> dict:  # fmt: skip
+    dataset, model, init, optimizer, imp = plain([dataset, model, init, optimizer, imp])
+    check_keys("imp", imp, IMP_DEFAULTS)
+    check_keys("init", init, INIT_DEFAULTS)
+    imp = {**IMP_DEFAULTS, **imp}
+    init = {**INIT_DEFAULTS, **init}
+    INITS[init["name"]], BIAS_INITS[init["bias"]], REWINDS[imp["rewind"]], SCOPES[imp["scope"]]
+    options = {k: v for k, v in dataset.items() if k != "name"}
+    data = load_dataset(dataset.get("name"), root=data_root, seed=seeding.int_seed(seed, "data_split"), **options)
+    n_in, n_out = int(np.prod(data.input_shape)), data.num_classes
+    hidden = list(model.get("hidden", [128, 128]))
+    width = extended_width(
+        n_in, hidden, n_out, imp["target_params"], imp["levels"], imp["extend"], imp["prune_biases"]
+    ) if imp["extend"] else None  # fmt: skip
+    if width is not None:
+        model = {**model, "hidden": [width] * len(hidden)}
+    net = build_model(model, data.input_shape, n_out)
+    initialize(net, init["name"], init["bias"], init["std"], seeding.torch_generator(seed, "init"))
+    arch = {"model": dict(model), "input_shape": list(data.input_shape), "num_classes": n_out}
+    layers0 = extract_layers(net)
+    if any(lay.kind != "fc" for lay in layers0):
+        raise ValueError("IMP states are defined for MLPs; model.name must be 'mlp' or 'mlp_sequential'")
+    p_base = mlp_prunable(n_in, hidden[0], len(hidden), n_out, imp["prune_biases"]) if imp["extend"] else None
+    p_start = sum(lay.weight.size + (lay.bias.size if imp["prune_biases"] else 0) for lay in layers0)
+    targets = extended_trajectory(p_start, p_base or p_start, imp["target_params"], imp["levels"], imp["extend"])
+    in_groups, out_groups = groups_of(data.task_sizes, n_in, n_out, task_inputs, task_outputs)
+    fit_data = _validation_split(data, imp["validation_fraction"], seed)
+
+    tmp = scratch("imp-")
+    levels: list[dict] = []
+    history, unit_history, bias_history = [], [], []
+    epochs_trained = []
+
+    def train_level(m, masks, level, extra):
+        stopper = EarlyStopping(imp["patience"], imp["loss_cutoff"])
+        train(
+            m, fit_data, epochs=imp["max_epochs"], batch_size=batch_size, optimizer=optimizer,
+            seed=seeding.int_seed(seed, "imp.level", level), callbacks=[FixedMasks(masks), *extra, stopper],
+            progress=False, device=device, objective=data.objective,
+        )  # fmt: skip
+        epochs_trained.append(imp["max_epochs"] if stopper.stopped_epoch is None else stopper.stopped_epoch + 1)
+
+    def on_level(level, m, masks):
+        test_loss, test_acc = evaluate(m, data.x_test, data.y_test, objective=data.objective)
+        task_acc = task_accuracy(m, data.x_test, data.y_test, data.objective)
+        m.cpu()
+        lays = extract_layers(m)
+        analysis = analyse_layers(lays, in_groups, out_groups)
+        history.append(analysis.pop("_flat_states"))
+        unit_history.append(np.concatenate(analysis.pop("_unit_codes")))
+        bias_history.append(np.concatenate([lay.bias for lay in lays[:-1]]))
+        analysis.pop("unit_states")
+        entry = {
+            "prunable_params": count_kept(masks),
+            "weights_remaining": int(sum(np.count_nonzero(lay.weight) for lay in lays)),
+            "biases_remaining": int(sum(np.count_nonzero(lay.bias) for lay in lays)),
+            "test_loss": float(test_loss),
+            "test_accuracy": float(test_acc),
+            "task_accuracy": [float(a) for a in task_acc],
+            "epochs": int(epochs_trained[-1]),
+            **analysis,
+        }
+        levels.append(entry)
+        for key in ("prunable_params", "weights_remaining", "biases_remaining", "test_loss", "test_accuracy",
+                    "split_metric", "epochs"):  # fmt: skip
+            run.log_scalar(key, float(entry[key]), level)
+        for t, a in enumerate(entry["task_accuracy"]):
+            run.log_scalar(f"task_accuracy_{t}", a, level)
+        for group in ("unit_counts", "param_state_counts"):
+            for name, count in entry[group].items():
+                run.log_scalar(f"{group}.{name}", count, level)
+        save_checkpoint(tmp / paths.imp_level_model(level), m, arch, masks)
+        add_artifact(run, tmp, paths.imp_level_model(level))
+        m.to(device)
+
+    bar_levels = range(len(targets))
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(bar_levels), desc="IMP levels")
+        inner = on_level
+
+        def on_level(level, m, masks):  # noqa: F811 - the same callback, with a progress bar
+            inner(level, m, masks)
+            bar.update(1)
+            bar.set_postfix(params=levels[-1]["prunable_params"], split=levels[-1]["split_metric"])
+
+    masks = iterative_magnitude_pruning(
+        net.to(device), targets, train_level, prune_biases=imp["prune_biases"], scope=imp["scope"],
+        rewind=imp["rewind"], rewind_step=imp["rewind_step"], on_level=on_level,
+    )  # fmt: skip
+    if progress:
+        bar.close()
+    net.cpu()
+    save_checkpoint(tmp / paths.PRUNED_MODEL, net, arch, masks)
+    add_artifact(run, tmp, paths.PRUNED_MODEL)
+
+    history, unit_history, bias_history = np.stack(history), np.stack(unit_history), np.stack(bias_history)
+    life = states.lifetimes(history)
+    z_bias, z_life = states.zombie_bias_lifetimes(unit_history, bias_history)
+    np.savez_compressed(
+        tmp / paths.IMP_STATES, state_history=history, lifetimes=life, unit_history=unit_history,
+        bias_history=bias_history, param_states=np.array(states.PARAM_STATES),
+        unit_classes=np.array(states.UNIT_CLASSES), prunable_params=np.array(targets),
+    )  # fmt: skip
+    add_artifact(run, tmp, paths.IMP_STATES)
+    add_artifact(run, tmp, paths.IMP_UNIT_COUNTS, imp_figures.unit_counts(levels, targets))
+    add_artifact(run, tmp, paths.IMP_LIFETIMES, imp_figures.lifetimes(life, states.PARAM_STATES, z_bias, z_life))
+    add_artifact(
+        run, tmp, paths.IMP_COMATOSE_BIASES,
+        imp_figures.comatose_biases(unit_history, bias_history, states.UNIT_CLASSES.index("comatose")),
+    )  # fmt: skip
+    add_artifact(
+        run, tmp, paths.IMP_TASK_MATRICES,
+        imp_figures.task_matrices([lv["task_matrix"] for lv in levels], [lv["split_metric"] for lv in levels]),
+    )  # fmt: skip
+
+    split_level = _first(levels, "split_metric", lambda v: v == 0)
+    comatose = [lv["unit_counts"]["comatose"] for lv in levels]
+    rho = float(scipy.stats.spearmanr(z_bias, z_life)[0]) if len(z_bias) > 2 and np.ptp(z_life) > 0 else None
+    return {
+        "levels": levels,
+        "trajectory": [int(t) for t in targets],
+        "hidden": list(model["hidden"]),
+        "task_inputs": [g.tolist() for g in in_groups],
+        "task_outputs": [g.tolist() for g in out_groups],
+        "upward_transitions": states.upward_transitions(history),
+        "first_split_level": split_level,
+        "accuracy_at_split": None if split_level is None else levels[split_level]["test_accuracy"],
+        "comatose_peak_level": int(np.argmax(comatose)) if max(comatose) > 0 else None,
+        "zombie_bias_lifetime": {"units": int(len(z_bias)), "spearman": rho},
+        "final_test_accuracy": levels[-1]["test_accuracy"],
+    }

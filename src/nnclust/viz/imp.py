@@ -1,0 +1,91 @@
+"""Figures of an IMP run: unit classes over levels, lifetimes, comatose biases, task matrices."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+UNIT_COLORS = {"alive": "tab:green", "comatose": "tab:purple", "zombie": "tab:red", "audience": "tab:orange",
+               "dead": "tab:gray"}  # fmt: skip
+
+
+def unit_counts(levels: list[dict], params: list[int]):
+    """Hidden units of each class per level (the comatose peak), with the split metric."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    x = np.arange(len(levels))
+    for name, color in UNIT_COLORS.items():
+        axes[0].plot(x, [lv["unit_counts"][name] for lv in levels], "o-", ms=3, color=color, label=name)
+    axes[0].set(xlabel="IMP level", ylabel="hidden units", title="unit classes")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(x, [lv["split_metric"] for lv in levels], "o-", color="k", label="split metric")
+    axes[1].axhline(0, color="tab:green", lw=0.8, ls="--")
+    axes[1].set(xlabel="IMP level", ylabel="split metric (0 = split)", title="task split")
+    ax2 = axes[1].twinx()
+    ax2.plot(x, [lv["test_accuracy"] for lv in levels], "s-", ms=3, color="tab:blue", label="test accuracy")
+    ax2.set_ylabel("test accuracy", color="tab:blue")
+    top = axes[0].secondary_xaxis("top", functions=(lambda v: v, lambda v: v))
+    top.set_xticks(x[:: max(1, len(x) // 6)])
+    top.set_xticklabels([str(params[i]) for i in x[:: max(1, len(x) // 6)]], fontsize=7)
+    top.set_xlabel("prunable parameters", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lifetimes(life: np.ndarray, state_names, zombie_bias: np.ndarray, zombie_life: np.ndarray):
+    """Left: how many levels parameters spent in each state (those ever unpruned).
+    Right: a zombie's bias when it became one against the levels it stayed one."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    ever = life[:, 1:].sum(1) > 0
+    bins = np.arange(life.sum(1).max() + 2) - 0.5
+    for j, name in enumerate(state_names):
+        axes[0].hist(life[ever, j], bins=bins, histtype="step", lw=1.5, label=name)
+    axes[0].set(xlabel="levels in state", ylabel="parameters", title="parameter lifetimes", yscale="log")
+    axes[0].legend(fontsize=8)
+    axes[1].scatter(
+        zombie_bias, zombie_life + np.random.default_rng(0).uniform(-0.15, 0.15, len(zombie_life)), s=12, alpha=0.7
+    )  # fmt: skip  (jitter only for display)
+    axes[1].set(xlabel="bias when it became a zombie", ylabel="levels as a zombie", title="zombie bias vs lifetime")
+    fig.tight_layout()
+    return fig
+
+
+def comatose_biases(unit_history: np.ndarray, bias_history: np.ndarray, comatose_code: int):
+    """Bias of every unit over the levels it is comatose (dots: bias pruned to 0), ending
+    where it detaches."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    x = np.arange(unit_history.shape[0])
+    for u in np.flatnonzero((unit_history == comatose_code).any(0)):
+        on = unit_history[:, u] == comatose_code
+        y = np.where(on, bias_history[:, u], np.nan)
+        ax.plot(x, y, "-", lw=0.8, alpha=0.7)
+        zero = on & (bias_history[:, u] == 0)
+        ax.plot(x[zero], bias_history[zero, u], "k.", ms=5)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="IMP level", ylabel="bias", title="biases of comatose units (dots: pruned while comatose)")
+    fig.tight_layout()
+    return fig
+
+
+def task_matrices(matrices: list, splits: list):
+    """The task matrix C of every level as a heatmap, titled with its split metric."""
+    n = len(matrices)
+    cols = min(n, 6)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        m = np.asarray(matrices[i])
+        ax.imshow(m, vmin=0, vmax=1, cmap="Greens")
+        ax.set_title(f"level {i}: {splits[i]:+.2g}", fontsize=8)
+        ax.set_xticks(range(m.shape[1]))
+        ax.set_yticks(range(m.shape[0]))
+        ax.tick_params(labelsize=6)
+    fig.supxlabel("output task s", fontsize=8)
+    fig.supylabel("input task t", fontsize=8)
+    fig.tight_layout()
+    return fig
