@@ -115,3 +115,15 @@ def test_mse_objective_trains_a_regression_and_reports_no_accuracy():
     assert state.metrics["test_loss"] < before / 10
     with pytest.raises(ValueError, match=r"unknown objective 'hinge'.*'cross_entropy', 'mse'"):
         OBJECTIVES["hinge"]
+
+
+def test_mse_test_loss_is_the_training_mean_for_wide_outputs():
+    from nnclust.training import evaluate
+
+    torch.manual_seed(1)
+    model = build_model({"name": "mlp", "hidden": [8]}, (3,), 4)
+    x, y = torch.rand(50, 3), torch.rand(50, 4)
+    with torch.no_grad():
+        expected = float(((model(x) - y) ** 2).mean())
+    loss, _ = evaluate(model, x, y, batch_size=7, objective="mse")
+    assert loss == pytest.approx(expected, rel=1e-6)

@@ -28,7 +28,10 @@ class MeanSquaredError:
     """Regression: outputs (n, d) or (n,) against float targets of the same shape."""
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        return F.mse_loss(out.reshape(y.shape), y, reduction=reduction)
+        # "sum" is over samples of each sample's mean squared error, so that evaluate's
+        # sum / n is the same mean as training's, whatever the number of outputs
+        per_element = F.mse_loss(out.reshape(y.shape), y, reduction=reduction)
+        return per_element / (y[0].numel() if reduction == "sum" and y.dim() > 1 else 1)
 
     def correct(self, out: torch.Tensor, y: torch.Tensor) -> None:
         return None
