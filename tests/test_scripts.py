@@ -96,11 +96,11 @@ NAMED = {
         "model": {"name": "mlp", "hidden": [128, 128], "dropout": 0.0},
         "dataset": {"name": "digits"},
         "optimizer": {"name": "adam", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0},
-        "epochs": 40,
+        "epochs": 50,
         "batch_size": 64,
         "lr_decay": 0.98,
         "pruning": {
-            "final_sparsity": 0.9, "num_pruning_epochs": 15, "num_finetune_epochs": 10,
+            "final_sparsity": 0.9, "num_pruning_epochs": 20, "num_finetune_epochs": 15,
             "scope": "layer", "schedule": "polynomial",
         },  # fmt: skip
         "cluster_gradient": False,

@@ -254,4 +254,7 @@ def train_job(
         "unpruned_test_accuracy": dense["test_accuracy"],
         "num_parameters": int(sum(p.numel() for p in net.parameters())),
         "checkpoint": paths.PRUNED_MODEL if pruner.masks else paths.UNPRUNED_MODEL,
+        # the seed this body received (Sacred derives it from the run seed): with the
+        # dataset config it rebuilds the same train/test split for later analyses
+        "data_seed": int(seed),
     }

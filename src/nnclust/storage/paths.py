@@ -14,6 +14,9 @@ RUN_DIRS = {
     "train_model": "training_runs",
     "spectral_cluster_model": "clustering_runs",
     "shuffle_and_cluster": "shuffle_clust_runs",
+    "ablate_clusters": "ablation_runs",
+    "compare_masks_clusters": "mask_cluster_runs",
+    "clustering_factors": "factor_runs",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
@@ -25,6 +28,12 @@ RESUME_STATE = "resume_state.pt"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"
 LAYERED_DRAWING = "network_by_cluster.png"
 SHUFFLE_HISTOGRAM = "shuffle_histogram.png"
+LESION_HEATMAP = "lesion_drops_by_class.png"
+LESION_NULLS = "lesion_drops_against_null.png"
+MASK_CLUSTER_PLOT = "mask_within_cluster.png"
+MASK_CLUSTER_TABLE = "mask_within_cluster.csv"
+FACTOR_TABLE = "factor_table.csv"
+FACTOR_PLOT = "factor_z_scores.png"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:
