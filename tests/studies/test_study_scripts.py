@@ -10,6 +10,7 @@ import pytest
 from sacred.observers import FileStorageObserver
 
 import ablate_clusters
+import compare_masks_clusters
 import spectral_cluster_model
 import train_model
 from nnclust.exec.grid import run_in_process
@@ -103,3 +104,24 @@ def test_bad_inputs_are_named(clustered, tmp_path):
         run_exp(ablate_clusters, tmp_path / "a", clustering=str(forged), progress=False)
     with pytest.raises(RunReferenceError, match="not a run folder"):
         run_exp(ablate_clusters, tmp_path / "a", clustering=str(tmp_path), progress=False)
+
+
+def test_mask_comparison_table(clustered, tmp_path):
+    root, train, train_dir, cl, cl_dir = clustered
+    run, folder = run_exp(compare_masks_clusters, root / "mask_cluster_runs", clustering=str(cl_dir))
+    table = run.result["layers"]
+    assert [r["layer"] for r in table] == ["layer0.fc", "layer1.fc", "layer2.fc", "all"]
+    # the mask keeps 40% of each layer; survivors counted here exclude removed units
+    total = table[-1]
+    assert total["survivors"] == sum(r["survivors"] for r in table[:-1])
+    assert 0 < total["survivors"] <= 0.4 * (64 * 16 + 16 * 16 + 16 * 10) + 3
+    assert 0 <= total["p_value"] <= 1
+    for name in (paths.MASK_CLUSTER_TABLE, paths.MASK_CLUSTER_PLOT):
+        assert (folder / name).stat().st_size > 0
+    # an unpruned model has no mask to compare
+    dense = tmp_path / "dense"
+    dense_run, dense_dir = run_exp(train_model, dense, **{**TINY, "pruning": {}, "epochs": 2})
+    dense_cl, dense_cl_dir = run_exp(spectral_cluster_model, tmp_path / "c", model=str(dense_dir), num_clusters=3,
+                                     plot=False)  # fmt: skip
+    with pytest.raises(ValueError, match="has no pruning mask"):
+        run_exp(compare_masks_clusters, tmp_path / "m", clustering=str(dense_cl_dir))

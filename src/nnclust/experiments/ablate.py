@@ -18,7 +18,7 @@ from nnclust.storage import paths
 from nnclust.storage.refs import RunReferenceError, load_model_ref, resolve_model
 from nnclust.structure.graph import GRAPH_DEFAULTS, build_graph
 
-__all__ = ["CONSTRAINTS", "ClusteringRun", "ablate_job", "load_clustering", "test_data_of"]
+__all__ = ["CONSTRAINTS", "ClusteringRun", "ablate_job", "load_clustered_model", "load_clustering", "test_data_of"]
 
 CONSTRAINTS = {
     "model": Check(lambda m: m is None or isinstance(m, str), "null (the clustering's model) or a checkpoint/run"),
@@ -84,6 +84,31 @@ def test_data_of(checkpoint: Path):
     return load_dataset(name, root=config.get("data_root", "datasets"), seed=seed, **dataset)
 
 
+def load_clustered_model(model: str | None, clustering: str):
+    """(checkpoint path, checkpoint, clustering run, weight layers, graph) of a
+    clustering run and the model it clustered (`model` None: the clustering's own).
+
+    Raises ValueError when `model` is not the clustered model, or when the labels do
+    not fit the model's graph (made from another model or with other graph options).
+    """
+    cl = load_clustering(clustering)
+    clustered = resolve_model(cl.model) if cl.model else None
+    path, ckpt = load_model_ref(model if model is not None else cl.model)
+    if clustered is not None and Path(clustered).resolve() != Path(path).resolve():
+        raise ValueError(
+            f"clustering={clustering!r} clustered '{clustered}', but model={model!r} is '{path}'; "
+            "pass that model (or leave model unset to use it)"
+        )
+    layers = extract_layers(ckpt)
+    graph = build_graph(layers, **cl.graph)
+    if graph.n_nodes != cl.labels.size or not np.array_equal(graph.keep, cl.labels >= 0):
+        raise ValueError(
+            f"clustering={clustering!r} labels {cl.labels.size} nodes, not the {graph.n_nodes}-node graph of '{path}' "
+            "with its graph options: the clustering was made from another model"
+        )
+    return path, ckpt, cl, layers, graph
+
+
 def class_accuracies(model, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[float, np.ndarray]:
     """(overall accuracy, accuracy per class (num_classes,)) of `model` in eval mode."""
     model.eval()
@@ -138,21 +163,7 @@ def ablate_job(
     Drops are accuracy before minus after (fractions, positive = worse). Draw i of
     cluster c uses stream ``lesion_null`` child (c, i) of `seed`.
     """
-    cl = load_clustering(clustering)
-    clustered = resolve_model(cl.model) if cl.model else None
-    path, ckpt = load_model_ref(model if model is not None else cl.model)
-    if clustered is not None and Path(clustered).resolve() != Path(path).resolve():
-        raise ValueError(
-            f"clustering={clustering!r} clustered '{clustered}', but model={model!r} is '{path}'; "
-            "pass that model (or leave model unset to use it)"
-        )
-    layers = extract_layers(ckpt)
-    graph = build_graph(layers, **cl.graph)
-    if graph.n_nodes != cl.labels.size or not np.array_equal(graph.keep, cl.labels >= 0):
-        raise ValueError(
-            f"clustering={clustering!r} labels {cl.labels.size} nodes, not the {graph.n_nodes}-node graph of '{path}' "
-            "with its graph options: the clustering was made from another model"
-        )
+    path, ckpt, cl, layers, graph = load_clustered_model(model, clustering)
     data = test_data_of(Path(path))
     num_classes = int(ckpt.architecture["num_classes"]) if ckpt.architecture else int(data.num_classes)
     shared = {

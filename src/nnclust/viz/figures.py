@@ -157,3 +157,26 @@ def lesion_nulls(per_cluster: list[dict], mode: str):
     ax.set(xlabel="cluster", ylabel="accuracy drop (percentage points)")
     ax.set_title(f"cluster lesions ({mode}, red) against random unit sets (grey)", pad=30)
     return fig
+
+
+def mask_clusters(table: list[dict], clusters: list[dict]):
+    """Left: per layer, the fraction of surviving weights inside a cluster, observed
+    against random placement. Right: per cluster, the fraction of its internal weights
+    that survived, against the overall survival rate."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    xs = np.arange(len(table))
+    a.bar(xs - 0.2, [r["observed_fraction"] for r in table], 0.4, label="observed")
+    a.bar(xs + 0.2, [r["expected_fraction"] for r in table], 0.4, label="random placement", color="grey")
+    for x, r in zip(xs, table):
+        a.text(x, max(r["observed_fraction"], r["expected_fraction"]), f"p={r['p_value']:.2g}", ha="center",
+               va="bottom", fontsize=7)  # fmt: skip
+    a.set_xticks(xs, [r["layer"] for r in table], rotation=20)
+    a.set(ylabel="survivors inside a cluster", title="pruning mask against clusters")
+    a.legend(fontsize=8)
+    overall = table[-1]["survivors"] / table[-1]["positions"]
+    b.bar([str(c["cluster"]) for c in clusters], [c["survival"] for c in clusters])
+    b.axhline(overall, color="grey", ls="--", label=f"all positions ({overall:.2f})")
+    b.set(xlabel="cluster", ylabel="internal weights surviving", title="survival inside each cluster")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
