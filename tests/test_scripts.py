@@ -100,8 +100,11 @@ NAMED = {
         "batch_size": 64,
         "lr_decay": 0.98,
         "pruning": {
-            "final_sparsity": 0.9, "num_pruning_epochs": 20, "num_finetune_epochs": 15,
-            "scope": "layer", "schedule": "polynomial",
+            "final_sparsity": 0.9,
+            "num_pruning_epochs": 20,
+            "num_finetune_epochs": 15,
+            "scope": "layer",
+            "schedule": "polynomial",
         },  # fmt: skip
         "cluster_gradient": False,
         "regularizers": [],
@@ -114,8 +117,11 @@ NAMED = {
         "batch_size": 64,
         "lr_decay": 0.97,
         "pruning": {
-            "final_sparsity": 0.8, "num_pruning_epochs": 12, "num_finetune_epochs": 8,
-            "scope": "global", "schedule": "polynomial",
+            "final_sparsity": 0.8,
+            "num_pruning_epochs": 12,
+            "num_finetune_epochs": 8,
+            "scope": "global",
+            "schedule": "polynomial",
         },  # fmt: skip
         "cluster_gradient": False,
         "regularizers": [],

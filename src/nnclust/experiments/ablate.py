@@ -139,7 +139,9 @@ def _null_task(item, shared: dict) -> list:
     out = []
     for i in draws:
         # each draw its own child stream: results do not depend on how draws are split
-        members = random_unit_set(shared["group"], shared["keep"], like, seeding.rng(shared["seed"], "lesion_null", c, i))
+        members = random_unit_set(
+            shared["group"], shared["keep"], like, seeding.rng(shared["seed"], "lesion_null", c, i)
+        )
         acc, per = _lesioned_accuracy(members, shared)
         out.append((shared["base"] - acc, (shared["base_per_class"] - per).tolist()))
     return out

@@ -104,9 +104,7 @@ def layered_network(graph: Graph, labels_full: np.ndarray, max_edges: int | None
     ax.set_xticks(range(len(graph.group_names)), graph.group_names, rotation=20)
     ax.set_yticks([])
     ax.set_xlim(-0.3, len(graph.group_names) - 0.7)
-    ax.set_title(
-        f"units sorted by cluster ({k} clusters); edges inside a cluster in its colour, between clusters grey"
-    )
+    ax.set_title(f"units sorted by cluster ({k} clusters); edges inside a cluster in its colour, between clusters grey")
     return fig
 
 
@@ -178,5 +176,31 @@ def mask_clusters(table: list[dict], clusters: list[dict]):
     b.axhline(overall, color="grey", ls="--", label=f"all positions ({overall:.2f})")
     b.set(xlabel="cluster", ylabel="internal weights surviving", title="survival inside each cluster")
     b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def factor_z_scores(cells: list[dict]):
+    """z-score of every cell (points) and its condition's mean (bar), per condition,
+    pruned and unpruned side by side, one panel per shuffle method."""
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    conditions = list(dict.fromkeys(c["condition"] for c in cells))
+    fig, axes = plt.subplots(1, len(methods), figsize=(1.3 * len(conditions) * len(methods) + 3, 4), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        for j, pruned in enumerate((False, True)):
+            for i, cond in enumerate(conditions):
+                z = [
+                    c["z_score"] for c in cells if (c["method"], c["condition"], c["pruned"]) == (method, cond, pruned)
+                ]
+                if not z:
+                    continue
+                x = i + (j - 0.5) * 0.38
+                ax.bar(x, np.mean(z), 0.36, color="tab:orange" if pruned else "tab:blue", alpha=0.6,
+                       label=("pruned" if pruned else "unpruned") if i == 0 else None)  # fmt: skip
+                ax.scatter([x] * len(z), z, s=12, c="k", zorder=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(conditions)), conditions, rotation=20)
+        ax.set(ylabel="z-score of n-cut (negative: more clusterable)", title=f"'{method}' shuffles")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
