@@ -51,7 +51,13 @@ def fold_batch_norm_into_layers(layers: list[WeightLayer]) -> list[WeightLayer]:
         bias = np.zeros(lay.n_out) if lay.bias is None else lay.bias
         out.append(
             replace(
-                lay, weight=lay.weight * scale, bias=bias * lay.bn_scale + lay.bn_shift, bn_scale=None, bn_shift=None
+                lay,
+                weight=lay.weight * scale,
+                bias=bias * lay.bn_scale + lay.bn_shift,
+                bn_scale=None,
+                bn_shift=None,
+                bn_gamma=None,
+                bn_std=None,
             )
         )
     return out
