@@ -54,6 +54,8 @@ def test_ablation_finds_drops_and_their_p_values(clustered):
         assert 1 / 9 <= c["p_value"] <= 1
         # the overall drop is the class-weighted mean of the class drops
         assert np.isfinite(c["accuracy_drop"]) and -1 <= c["accuracy_drop"] <= 1
+    biggest = max(res["clusters"], key=lambda c: c["size"])
+    assert len(set(biggest["null_drops"])) > 1  # every draw is its own random set
     assert (folder / paths.LESION_HEATMAP).stat().st_size > 0 and (folder / paths.LESION_NULLS).stat().st_size > 0
     # same seed, same numbers; another seed draws other random sets
     again, _ = run_exp(ablate_clusters, root / "ablation_runs", clustering=str(cl_dir), num_null=8, progress=False,
