@@ -1,7 +1,8 @@
 """Train, and optionally prune, a ReLU network.
 
     python src/train_model.py with mlp_config
-    python src/train_model.py with cnn_config epochs=5 pruning.num_pruning_epochs=3 pruning.final_sparsity=0.5
+    python src/train_model.py with cnn_config epochs=5 pruning.num_pruning_epochs=3 \
+        pruning.num_finetune_epochs=1 pruning.final_sparsity=0.5
     python src/train_model.py with resume=training_runs/3     # continue a killed or interrupted run
 
 Runs are stored in training_runs/<id>/ with the dense and pruned checkpoints.
