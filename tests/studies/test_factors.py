@@ -32,6 +32,14 @@ def test_table_gives_mean_and_sd_over_seeds_per_condition():
     assert "control" in format_table(t.to_dict(orient="records"))
 
 
+def test_unknown_condition_is_named_before_any_run(tmp_path):
+    with pytest.raises(ValueError, match=r"conditions \['dropot'\] are not named configs.*'l1'"):
+        run_in_process(
+            clustering_factors.ex, [], {"root": str(tmp_path), "conditions": ["control", "dropot"], "progress": False}
+        )
+    assert not (tmp_path / "training_runs").exists()
+
+
 def test_quick_grid_runs_every_cell_as_a_stored_chain(tmp_path):
     run = run_in_process(
         clustering_factors.ex,

@@ -80,6 +80,15 @@ def factor_job(
     `nnclust.exec.grid.run_rows` on `n_jobs` local workers or the Dask cluster at
     `scheduler_address`; each shuffle study itself runs on one worker.
     """
+    from nnclust.experiments.sacred_setup import CONFIG_DIR
+
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if "." not in p.stem)
+    unknown = [c for c in [*conditions, base_config] if c and c != CONTROL and c not in known]
+    if unknown:
+        raise ValueError(
+            f"conditions {unknown} are not named configs of train_model.py; valid names are "
+            f"{[CONTROL, *known]} (add configs/<name>.yaml for a new one)"
+        )
     root_path = Path(root)
     execution = {"n_jobs": n_jobs, "scheduler_address": scheduler_address, "progress": progress}
     named_of = {c: ([base_config] if base_config else []) + ([] if c == CONTROL else [c]) for c in conditions}
