@@ -1,7 +1,8 @@
 """Train, and optionally prune, a ReLU network.
 
     python src/train_model.py with mlp_config
-    python src/train_model.py with cnn_config epochs=5 pruning.num_pruning_epochs=3 pruning.final_sparsity=0.5
+    python src/train_model.py with cnn_config epochs=5 pruning.num_pruning_epochs=3 \
+        pruning.num_finetune_epochs=1 pruning.final_sparsity=0.5
     python src/train_model.py with resume=training_runs/3     # continue a killed or interrupted run
 
 Runs are stored in training_runs/<id>/ with the dense and pruned checkpoints.
@@ -22,8 +23,9 @@ def config():
     epochs = 20
     batch_size = 64
     lr_decay = 1.0  # learning rate multiplied by this after each epoch
-    # Zhu & Gupta schedule over the last num_pruning_epochs epochs; 0 = no pruning.
-    pruning = dict(train.PRUNING_DEFAULTS)  # final_sparsity, num_pruning_epochs, scope, schedule
+    # Zhu & Gupta schedule over num_pruning_epochs epochs, then num_finetune_epochs at the
+    # final sparsity; 0 pruning epochs = no pruning.
+    pruning = dict(train.PRUNING_DEFAULTS)  # final_sparsity, num_pruning_epochs, num_finetune_epochs, scope, schedule
     regularizers = []  # regularizer specs added to the loss, e.g. [{"name": "clusterability", "lambda": 0.03}]
     cluster_gradient = False  # short for regularizers=[{"name": "clusterability", **cluster_gradient_config}]
     # term = lambda * mean of Laplacian eigenvalues 2..num_eigs+1, applied every `frequency` steps;

@@ -96,10 +96,16 @@ NAMED = {
         "model": {"name": "mlp", "hidden": [128, 128], "dropout": 0.0},
         "dataset": {"name": "digits"},
         "optimizer": {"name": "adam", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0},
-        "epochs": 40,
+        "epochs": 50,
         "batch_size": 64,
         "lr_decay": 0.98,
-        "pruning": {"final_sparsity": 0.9, "num_pruning_epochs": 20, "scope": "layer", "schedule": "polynomial"},
+        "pruning": {
+            "final_sparsity": 0.9,
+            "num_pruning_epochs": 20,
+            "num_finetune_epochs": 15,
+            "scope": "layer",
+            "schedule": "polynomial",
+        },  # fmt: skip
         "cluster_gradient": False,
         "regularizers": [],
     },
@@ -110,7 +116,13 @@ NAMED = {
         "epochs": 30,
         "batch_size": 64,
         "lr_decay": 0.97,
-        "pruning": {"final_sparsity": 0.8, "num_pruning_epochs": 15, "scope": "global", "schedule": "polynomial"},
+        "pruning": {
+            "final_sparsity": 0.8,
+            "num_pruning_epochs": 12,
+            "num_finetune_epochs": 8,
+            "scope": "global",
+            "schedule": "polynomial",
+        },  # fmt: skip
         "cluster_gradient": False,
         "regularizers": [],
     },
@@ -127,7 +139,13 @@ def test_config_errors_come_before_a_run_is_created(tmp_path):
     with pytest.raises(ConfigError) as err:
         run_exp(train_model, tmp_path, **{**MOONS, "pruning": {"final_sparsity": 1.5, "num_pruning_epochs": 9}})
     assert "pruning.final_sparsity=1.5" in str(err.value) and "[0, 1)" in str(err.value)
-    with pytest.raises(ConfigError, match=r"num_pruning_epochs=9 must be <= epochs=6"):
+    with pytest.raises(ConfigError, match=r"num_pruning_epochs=4 \+ pruning.num_finetune_epochs=3 must be <= epochs=6"):
+        run_exp(
+            train_model,
+            tmp_path,
+            **{**MOONS, "pruning": {"final_sparsity": 0.5, "num_pruning_epochs": 4, "num_finetune_epochs": 3}},
+        )
+    with pytest.raises(ConfigError, match=r"num_pruning_epochs=9 \+ pruning.num_finetune_epochs=0 must be <= epochs=6"):
         run_exp(train_model, tmp_path, **{**MOONS, "pruning": {"final_sparsity": 0.5, "num_pruning_epochs": 9}})
     with pytest.raises(ConfigError, match=r"n_jobs=0 is not allowed"):
         run_exp(shuffle_and_cluster, tmp_path, model="x.pt", n_jobs=0)

@@ -60,6 +60,20 @@ def test_batch_norm_scales_move_only_when_asked():
     assert sorted(moved.bn_scale) == sorted(lay.bn_scale) and not np.array_equal(moved.bn_scale, lay.bn_scale)
 
 
+def test_batch_norm_gamma_and_std_are_permuted_each_on_its_own():
+    gamma, std = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 10.0, 100.0, 1000.0])
+    lay = WeightLayer("l.fc", "fc", np.ones((4, 3)), bn_scale=gamma / std, bn_gamma=gamma, bn_std=std)
+    pairs = set()
+    for seed in range(20):
+        moved = shuffle_layers([lay], "all", np.random.default_rng(seed), shuffle_bn=True)[0]
+        # each scale is one unit's gamma over one unit's std, each used once
+        np.testing.assert_allclose(moved.bn_scale, moved.bn_gamma / moved.bn_std)
+        assert sorted(moved.bn_gamma) == sorted(gamma) and sorted(moved.bn_std) == sorted(std)
+        pairs |= {(float(g), float(s)) for g, s in zip(moved.bn_gamma, moved.bn_std)}
+    # gamma and std moved independently: pairs never together in the network occur
+    assert len(pairs - set(zip(gamma.tolist(), std.tolist()))) > 4
+
+
 def test_statistics_closed_form():
     s = shuffle_statistics(2.0, [1.0, 2.0, 3.0, 4.0])
     assert s["mean"] == 2.5

@@ -34,12 +34,19 @@ def test_batch_norm_is_folded_into_its_rows():
     np.testing.assert_allclose(a[3, :2], [1.0, 0.25])
 
 
-def test_relu_rescaling_gives_unit_incoming_norms_and_keeps_path_products():
+@pytest.mark.parametrize("eps", [0.0, 1e-5, 0.3])
+def test_relu_rescaling_gives_unit_incoming_norms_and_keeps_path_products(eps):
     rng = np.random.default_rng(0)
     ws = [rng.normal(size=(5, 4)), rng.normal(size=(3, 5)), rng.normal(size=(2, 3))]
-    out = relu_rescale(ws)
+    out = relu_rescale(ws, eps)
     for w in out[:-1]:
-        np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0)
+        n = np.linalg.norm(w, axis=1)
+        # each row was divided by (its norm m + eps), leaving norm m / (m + eps) < 1
+        if eps == 0:
+            np.testing.assert_allclose(n, 1.0)
+        else:
+            m = eps * n / (1 - n)
+            assert np.all(n < 1.0) and np.all(m > 0.1)  # no row here is near-dead
     # Every input->output path product w3[k,j] w2[j,i] w1[i,h] is unchanged.
     before = np.einsum("kj,ji,ih->kjih", ws[2], ws[1], ws[0])
     after = np.einsum("kj,ji,ih->kjih", out[2], out[1], out[0])
@@ -54,7 +61,7 @@ def test_relu_rescaling_keeps_the_function_when_biases_follow():
     x = torch.randn(7, 3, dtype=torch.double)
     y = l2(torch.relu(l1(x)))
     w = relu_rescale([l1.weight.detach().numpy(), l2.weight.detach().numpy()])
-    n = np.linalg.norm(l1.weight.detach().numpy(), axis=1)
+    n = np.linalg.norm(l1.weight.detach().numpy(), axis=1) + 1e-5
     h = torch.relu(x @ torch.from_numpy(w[0]).T + l1.bias / torch.from_numpy(n))
     np.testing.assert_allclose((h @ torch.from_numpy(w[1]).T + l2.bias).detach(), y.detach(), rtol=1e-12)
 
@@ -74,9 +81,9 @@ def test_conv_normalisation_crosses_the_flatten():
     rng = np.random.default_rng(1)
     conv = WeightLayer("c", "conv", rng.normal(size=(2, 1, 3, 3)))
     f = WeightLayer("f", "fc", rng.normal(size=(3, 8)))
-    w = relu_rescale([conv.weight, f.weight])
-    norms = np.linalg.norm(conv.weight.reshape(2, -1), axis=1)
-    np.testing.assert_allclose(np.linalg.norm(w[0].reshape(2, -1), axis=1), 1.0)
+    w = relu_rescale([conv.weight, f.weight], eps=0.1)
+    norms = np.linalg.norm(conv.weight.reshape(2, -1), axis=1) + 0.1
+    np.testing.assert_allclose(np.linalg.norm(w[0].reshape(2, -1), axis=1), (norms - 0.1) / norms)
     np.testing.assert_allclose(w[1], f.weight * np.repeat(norms, 4)[None, :])
 
 

@@ -18,6 +18,21 @@ def test_polynomial_schedule_closed_form():
     assert all(a <= b for a, b in zip(values, values[1:]))
 
 
+def test_polynomial_schedule_with_fine_tuning_ends_its_window_early():
+    # 10 epochs, 4 of pruning, then 3 of fine-tuning: the window is epochs 3..6.
+    values = [polynomial_sparsity(e, 10, 4, 0.9, num_finetune_epochs=3) for e in range(10)]
+    assert values[:3] == [0.0] * 3
+    for t, v in zip(range(1, 5), values[3:7]):
+        assert v == pytest.approx(0.9 - 0.9 * (1 - t / 4) ** 3)
+    assert values[6:] == [pytest.approx(0.9)] * 4
+    # no fine-tuning is the old schedule
+    assert [polynomial_sparsity(e, 10, 4, 0.9, num_finetune_epochs=0) for e in range(10)] == [
+        polynomial_sparsity(e, 10, 4, 0.9) for e in range(10)
+    ]
+    with pytest.raises(ValueError, match="num_finetune_epochs=7"):
+        polynomial_sparsity(0, 10, 4, 0.9, num_finetune_epochs=7)
+
+
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_every_schedule_reaches_its_target(name):
     assert schedule(name)(9, 10, 5, 0.75) == pytest.approx(0.75)
@@ -104,3 +119,14 @@ def test_pruning_callback_reaches_final_sparsity_and_keeps_pruned_weights_zero()
     for name, mask in pruner.masks.items():
         assert torch.all(weights[name][~mask] == 0)
     assert np.isclose(state.metrics["sparsity"], sparsity[-1])
+
+
+def test_pruned_network_fine_tunes_with_its_mask_fixed():
+    pruner = MagnitudePruning(0.8, 3, scope="global", num_finetune_epochs=3)
+    model, _, log = _moons_run(0, epochs=8, pruner=pruner)
+    sparsity = [v for n, v, _ in log if n == "sparsity"]
+    assert sparsity[:2] == [0.0, 0.0] and 0 < sparsity[2] < 0.8
+    assert sparsity[4:] == [pytest.approx(0.8, abs=1e-3)] * 4  # window ends at epoch 4 of 0..7
+    weights = prunable_weights(model)
+    for name, mask in pruner.masks.items():
+        assert torch.all(weights[name][~mask] == 0)

@@ -7,6 +7,7 @@ the same shape; none touches its input.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -55,14 +56,21 @@ def shuffle_layers(
 ) -> list[WeightLayer]:
     """Shuffle each layer's weight tensor independently with `method`.
 
-    Batch-norm scales stay with their units unless `shuffle_bn`, which permutes them
-    among the units of their layer.
+    Batch-norm scales stay with their units unless `shuffle_bn`, which permutes the
+    batch norm's gamma and its sqrt(running_var + eps) among the units of their layer,
+    each on its own, as nn-clustering-pytorch's shuffles do (the scale of a unit is
+    then one unit's gamma over another's std); layers that do not carry the two apart
+    have their scales permuted.
     """
     fn = shuffle_method(method)
     out = []
     for lay in layers:
-        scale = lay.bn_scale
+        scale, gamma, std = lay.bn_scale, lay.bn_gamma, lay.bn_std
         if shuffle_bn and scale is not None:
-            scale = rng.permutation(scale)
-        out.append(lay.with_weight(fn(lay.weight, rng), scale))
+            if gamma is not None and std is not None and gamma.shape == scale.shape:
+                gamma, std = rng.permutation(gamma), rng.permutation(std)
+                scale = gamma / std
+            else:
+                scale = rng.permutation(scale)
+        out.append(replace(lay.with_weight(fn(lay.weight, rng), scale), bn_gamma=gamma, bn_std=std))
     return out

@@ -36,14 +36,33 @@ def run_in_process(ex, observers: list, config_updates: dict | None = None, name
         ex.observers[:] = []
 
 
-def _run_row(task: tuple[str, dict, str]) -> tuple[str, dict]:
+def _run_row(task: tuple) -> tuple[str, dict]:
     # Imported here, on the worker: the experiment scripts live in src/, which
     # workers must have on their path (PYTHONPATH=src).
     from sacred.observers import FileStorageObserver
 
-    script, config, folder = task
-    run = run_in_process(importlib.import_module(script).ex, [FileStorageObserver(folder)], config)
+    script, config, folder, *named = task
+    ex = importlib.import_module(script).ex
+    run = run_in_process(ex, [FileStorageObserver(folder)], config, named[0] if named else ())
     return str(Path(folder) / str(run._id)), run.result
+
+
+def run_rows(
+    script: str,
+    rows: list[tuple[dict, list[str]]],
+    root: str | Path = ".",
+    n_jobs: int = 1,
+    scheduler_address: str | None = None,
+    progress: bool = True,
+) -> list[tuple[str, dict]]:
+    """Run `script` once per ``(config updates, named configs)`` row, like `run_grid`
+    but with rows given one by one (e.g. conditions that are named configs).
+
+    Returns ``(run folder, result)`` per row, in row order.
+    """
+    folder = str(paths.run_dir(script, root).resolve())
+    tasks = [(script, dict(config), folder, list(named)) for config, named in rows]
+    return map_tasks(_run_row, tasks, n_jobs, f"{script} runs", progress, scheduler_address)
 
 
 def run_grid(

@@ -23,6 +23,7 @@ CONSTRAINTS = {
     "n_init": Interval(1, None, integer=True),
     "graph.normalize": Boolean(),
     "graph.cnn_nodes": Options(CNN_NODE_SETS),
+    "graph.normalize_eps": Interval(0, None),
     "plot": Boolean(),
 }
 SECTIONS = {"graph": GRAPH_DEFAULTS}

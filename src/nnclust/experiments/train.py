@@ -47,6 +47,7 @@ CONSTRAINTS = {
     "lr_decay": Interval(0, 1, closed="right"),
     "pruning.final_sparsity": Interval(0, 1, closed="left"),
     "pruning.num_pruning_epochs": Interval(0, None, integer=True),
+    "pruning.num_finetune_epochs": Interval(0, None, integer=True),
     "pruning.scope": Options(SCOPES),
     "pruning.schedule": Options(SCHEDULES),
     "cluster_gradient": Boolean(),
@@ -62,10 +63,11 @@ CONSTRAINTS = {
 }
 RELATIONS = [
     Relation(
-        ["pruning.num_pruning_epochs", "epochs"],
-        lambda n, epochs: n <= epochs,
-        "pruning.num_pruning_epochs={pruning_num_pruning_epochs} must be <= epochs={epochs}: "
-        "the schedule prunes over the last num_pruning_epochs epochs; lower it or raise epochs",
+        ["pruning.num_pruning_epochs", "pruning.num_finetune_epochs", "epochs"],
+        lambda n, f, epochs: n + (f or 0) <= epochs,
+        "pruning.num_pruning_epochs={pruning_num_pruning_epochs} + pruning.num_finetune_epochs="
+        "{pruning_num_finetune_epochs} must be <= epochs={epochs}: the schedule prunes over "
+        "num_pruning_epochs epochs and then fine-tunes; lower them or raise epochs",
     ),
     Relation(
         ["pruning.final_sparsity", "pruning.num_pruning_epochs"],
@@ -230,8 +232,9 @@ def train_job(
         save_checkpoint(folder / paths.RESUME_STATE, net, arch, pruner.masks, extra)
 
     pruner = MagnitudePruning(
-        pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense
-    )
+        pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense,
+        pruning["num_finetune_epochs"],
+    )  # fmt: skip
     callbacks = [pruner, *reg_callbacks]  # regularizers after pruning: they rescale the pruned weights
     train(
         net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr_decay=lr_decay,
@@ -259,4 +262,7 @@ def train_job(
         "unpruned_test_accuracy": dense["test_accuracy"],
         "num_parameters": int(sum(p.numel() for p in net.parameters())),
         "checkpoint": paths.PRUNED_MODEL if pruner.masks else paths.UNPRUNED_MODEL,
+        # the seed this body received (Sacred derives it from the run seed): with the
+        # dataset config it rebuilds the same train/test split for later analyses
+        "data_seed": int(seed),
     }

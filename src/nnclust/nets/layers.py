@@ -71,7 +71,7 @@ def layers_from_state_dict(
             raise ModelConventionError(
                 f"'{prefix}.weight' has shape {tuple(weight.shape)}; a {kind} weight has {want} dimensions"
             )
-        bn_scale = bn_shift = None
+        bn_scale = bn_shift = bn_gamma = bn_std = None
         if "bn" in roles:
             bn = roles["bn"]
             bn_prefix = prefixes[(layer, "bn")]
@@ -84,7 +84,8 @@ def layers_from_state_dict(
                     f"{weight.shape[0]} outputs"
                 )
             eps = bn_eps.get(bn_prefix, DEFAULT_BN_EPS)
-            bn_scale = _np(bn["weight"]) / np.sqrt(_np(bn["running_var"]) + eps)
+            bn_gamma, bn_std = _np(bn["weight"]), np.sqrt(_np(bn["running_var"]) + eps)
+            bn_scale = bn_gamma / bn_std
             if "running_mean" in bn and "bias" in bn:
                 bn_shift = _np(bn["bias"]) - _np(bn["running_mean"]) * bn_scale
         mask = masks.get(f"{prefix}.weight")
@@ -97,6 +98,8 @@ def layers_from_state_dict(
                 bn_scale=bn_scale,
                 mask=None if mask is None else _np(mask).astype(bool),
                 bn_shift=bn_shift,
+                bn_gamma=bn_gamma,
+                bn_std=bn_std,
             )
         )
     if not layers:

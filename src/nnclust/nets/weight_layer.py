@@ -25,6 +25,9 @@ class WeightLayer:
     bn_shift : beta - running_mean * bn_scale, shape (out,): with `bn_scale`, batch norm in
         eval mode maps z to z * bn_scale + bn_shift. None without batch norm, or when the
         source held no running mean and beta (the graph needs only the scale).
+    bn_gamma, bn_std : the batch norm's gamma and sqrt(running_var + eps), shape (out,),
+        whose ratio is `bn_scale`; kept apart so a shuffle can permute them
+        independently, as nn-clustering-pytorch's does. None without batch norm.
     """
 
     name: str
@@ -34,6 +37,8 @@ class WeightLayer:
     bn_scale: np.ndarray | None = None
     mask: np.ndarray | None = None
     bn_shift: np.ndarray | None = None
+    bn_gamma: np.ndarray | None = None
+    bn_std: np.ndarray | None = None
 
     @property
     def n_in(self) -> int:

@@ -14,9 +14,10 @@ from nnclust.regularizers.clusterability import (
     rescale_hidden_units,
     weight_graph_edges,
 )
+from nnclust.regularizers.l1 import L1Penalty, l1_from_config
 
 # name -> builder taking the section's other keys as a dict
-REGULARIZERS = Registry("regularizer", {"clusterability": from_config})
+REGULARIZERS = Registry("regularizer", {"clusterability": from_config, "l1": l1_from_config})
 
 
 def build_regularizer(spec: Mapping):
@@ -29,6 +30,7 @@ def build_regularizer(spec: Mapping):
 __all__ = [
     "REGULARIZERS",
     "ClusterabilityRegularizer",
+    "L1Penalty",
     "LaplacianEigensolver",
     "build_regularizer",
     "clusterability_loss",

@@ -18,6 +18,9 @@ RUN_DIRS = {
     "normalize_model": "normalized_models",
     "imp_experiment": "imp_runs",
     "connectivity": "connectivity_runs",
+    "ablate_clusters": "ablation_runs",
+    "compare_masks_clusters": "mask_cluster_runs",
+    "clustering_factors": "factor_runs",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
@@ -54,6 +57,12 @@ IMP_TASK_MATRICES = "imp_task_matrices.png"
 def imp_level_model(level: int) -> str:
     """The checkpoint (with masks) of IMP level `level`."""
     return f"imp_level_{level:02d}.pt"
+LESION_HEATMAP = "lesion_drops_by_class.png"
+LESION_NULLS = "lesion_drops_against_null.png"
+MASK_CLUSTER_PLOT = "mask_within_cluster.png"
+MASK_CLUSTER_TABLE = "mask_within_cluster.csv"
+FACTOR_TABLE = "factor_table.csv"
+FACTOR_PLOT = "factor_z_scores.png"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from nnclust.core.registry import Registry
 from nnclust.nets.weight_layer import WeightLayer
 from nnclust.structure.connectivity import io_components
-from nnclust.structure.transforms import fold_batch_norm, relu_rescale
+from nnclust.structure.transforms import NORMALIZE_EPS, fold_batch_norm, relu_rescale
 
 # How a CNN's units become nodes (see `build_graph`); the entries describe each set.
 CNN_NODE_SETS = Registry(
@@ -28,7 +28,9 @@ CNN_NODE_SETS = Registry(
 )
 
 # The `graph` config section of the clustering experiments: the options of `build_graph`.
-GRAPH_DEFAULTS = {"normalize": True, "cnn_nodes": "full"}
+# normalize_eps is nn-clustering-pytorch's 1e-5 (see `relu_rescale`); 0 divides by the
+# bare incoming norm.
+GRAPH_DEFAULTS = {"normalize": True, "cnn_nodes": "full", "normalize_eps": NORMALIZE_EPS}
 
 
 class GraphError(ValueError):
@@ -131,27 +133,31 @@ def assemble(blocks: Sequence[np.ndarray], n_inputs: int) -> tuple[sp.csr_matrix
     return adj, group
 
 
-def graph_blocks(layers: Sequence[WeightLayer], normalize: bool = True, cnn_nodes: str = "full"):
+def graph_blocks(
+    layers: Sequence[WeightLayer], normalize: bool = True, cnn_nodes: str = "full", normalize_eps: float = NORMALIZE_EPS
+):
     """(edge blocks, group names, number of input nodes) of the graph `build_graph` makes."""
     CNN_NODE_SETS[cnn_nodes]  # an unknown name fails here, listing the valid ones
     layers = list(layers)
     if not layers:
         raise GraphError("a graph needs at least one weight layer")
     check_chain(layers)
-    weights = fold_batch_norm(layers)
-    if normalize:
-        weights = relu_rescale(weights)
-    blocks = edge_blocks(layers, weights)
     names = ["input"] + [lay.name for lay in layers]
-    n_inputs = layers[0].n_in
     if cnn_nodes == "conv" and any(lay.kind == "conv" for lay in layers):
         n_conv = sum(lay.kind == "conv" for lay in layers)
         if n_conv < 2:
             raise GraphError("cnn_nodes='conv' needs at least two conv layers; use cnn_nodes='full'")
-        blocks = blocks[1:n_conv]
+        # nn-clustering-pytorch builds this graph from the conv layers after the first
+        # alone: batch norm is folded and units rescaled within them, so the first conv
+        # layer's norms never reach the second, and the last conv layer's rows (whose
+        # outgoing fc weights are not in the graph) are not normalized.
         names = names[1 : n_conv + 1]
-        n_inputs = layers[0].n_out
-    return blocks, names, n_inputs
+        layers = layers[1:n_conv]
+    weights = fold_batch_norm(layers)
+    if normalize:
+        weights = relu_rescale(weights, normalize_eps)
+    blocks = edge_blocks(layers, weights)
+    return blocks, names, layers[0].n_in
 
 
 def graph_from_blocks(blocks: Sequence[np.ndarray], names: list[str], n_inputs: int) -> Graph:
@@ -169,6 +175,7 @@ def build_graph(
     layers: Sequence[WeightLayer],
     normalize: bool = True,
     cnn_nodes: str = "full",
+    normalize_eps: float = NORMALIZE_EPS,
 ) -> Graph:
     """The weight graph of a network.
 
@@ -180,12 +187,15 @@ def build_graph(
     cnn_nodes : for networks with conv layers, ``"full"`` makes nodes of the input
         channels, every conv channel and, through the flatten, every fc neuron;
         ``"conv"`` keeps nn-clustering-pytorch's node set: the output channels of the
-        conv layers only (edges from the second conv layer on).
+        conv layers only (edges from the second conv layer on), built, as there, from
+        those conv layers alone (BN folding and rescaling see nothing else).
+    normalize_eps : added to each incoming norm before dividing (see `relu_rescale`);
+        1e-5, nn-clustering-pytorch's, by default; 0 divides by the bare norm.
 
     Components that do not join an input node to an output node are dropped; `keep`
     records which nodes remain.
     """
-    return graph_from_blocks(*graph_blocks(layers, normalize, cnn_nodes))
+    return graph_from_blocks(*graph_blocks(layers, normalize, cnn_nodes, normalize_eps))
 
 
 class PatternGraphs:
@@ -199,8 +209,14 @@ class PatternGraphs:
     either way.
     """
 
-    def __init__(self, layers: Sequence[WeightLayer], normalize: bool = True, cnn_nodes: str = "full"):
-        self.options = {"normalize": normalize, "cnn_nodes": cnn_nodes}
+    def __init__(
+        self,
+        layers: Sequence[WeightLayer],
+        normalize: bool = True,
+        cnn_nodes: str = "full",
+        normalize_eps: float = NORMALIZE_EPS,
+    ):
+        self.options = {"normalize": normalize, "cnn_nodes": cnn_nodes, "normalize_eps": normalize_eps}
         blocks, self.names, self.n_inputs = graph_blocks(layers, **self.options)
         self.patterns = [b != 0 for b in blocks]
         self.reference = graph_from_blocks(blocks, self.names, self.n_inputs)

@@ -14,6 +14,12 @@ from nnclust.nets.weight_layer import WeightLayer
 # Incoming L2 norm that `rescale_hidden_units` gives every hidden unit (He-style scale).
 UNIT_NORM = math.sqrt(2.0)
 
+# What `relu_rescale` adds to each incoming norm before dividing by it, as
+# nn-clustering-pytorch's `normalize_weights_array` does: a unit whose incoming weights
+# decayed to ~1e-9 without being pruned stays nearly disconnected instead of being
+# blown up to unit norm. 0 divides by the norm itself (units of norm 0 left as they are).
+NORMALIZE_EPS = 1e-5
+
 
 def fold_batch_norm(layers: list[WeightLayer]) -> list[np.ndarray]:
     """Weights with each output unit scaled by its batch-norm factor gamma/sqrt(var+eps)."""
@@ -45,7 +51,13 @@ def fold_batch_norm_into_layers(layers: list[WeightLayer]) -> list[WeightLayer]:
         bias = np.zeros(lay.n_out) if lay.bias is None else lay.bias
         out.append(
             replace(
-                lay, weight=lay.weight * scale, bias=bias * lay.bn_scale + lay.bn_shift, bn_scale=None, bn_shift=None
+                lay,
+                weight=lay.weight * scale,
+                bias=bias * lay.bn_scale + lay.bn_shift,
+                bn_scale=None,
+                bn_shift=None,
+                bn_gamma=None,
+                bn_std=None,
             )
         )
     return out
@@ -68,19 +80,24 @@ def _scale_outgoing(weights: list[np.ndarray], i: int, factor: np.ndarray) -> No
         weights[i + 1] = nxt * np.repeat(factor, per)[None, :]
 
 
-def relu_rescale(weights: list[np.ndarray]) -> list[np.ndarray]:
-    """Scale every hidden unit's incoming weights to unit L2 norm and move the factor
-    onto its outgoing weights, layer by layer from the input.
+def relu_rescale(weights: list[np.ndarray], eps: float = NORMALIZE_EPS) -> list[np.ndarray]:
+    """Divide every hidden unit's incoming weights by (L2 norm + `eps`) and multiply its
+    outgoing weights by the same factor, layer by layer from the input.
 
     Since ReLU(a x) = a ReLU(x) for a > 0 this leaves the network's function unchanged
     (biases would scale with the incoming weights), so the graph no longer depends on
-    which of the equivalent rescalings training happened to reach. Units with no
-    incoming weight are left as they are.
+    which of the equivalent rescalings training happened to reach. With `eps` > 0 (the
+    default 1e-5 is nn-clustering-pytorch's) every unit is scaled, and a unit of
+    incoming norm << eps keeps tiny incoming weights; with `eps` = 0 every unit gets
+    unit incoming norm exactly, and units with no incoming weight are left as they are.
+    The last layer (the outputs) is not normalized.
     """
+    if eps < 0:
+        raise ValueError(f"normalize eps must be >= 0, got {eps}")
     weights = list(weights)
     for i in range(len(weights) - 1):
         norms = _incoming(weights, i)
-        factor = np.where(norms > 0, norms, 1.0)
+        factor = norms + eps if eps > 0 else np.where(norms > 0, norms, 1.0)
         w = weights[i]
         weights[i] = w / factor.reshape((-1,) + (1,) * (w.ndim - 1))
         _scale_outgoing(weights, i, factor)

@@ -40,9 +40,11 @@ class MagnitudePruning:
         scope: str = "layer",
         schedule_name: str = "polynomial",
         on_prune_start: Callable | None = None,
+        num_finetune_epochs: int = 0,
     ):
         self.final_sparsity = final_sparsity
         self.num_pruning_epochs = num_pruning_epochs
+        self.num_finetune_epochs = num_finetune_epochs
         self.scope = scope
         self.schedule = schedule(schedule_name)
         self.on_prune_start = on_prune_start
@@ -62,7 +64,13 @@ class MagnitudePruning:
             self.apply(state.model)
 
     def on_epoch_end(self, state) -> None:
-        target = self.schedule(state.epoch, state.num_epochs, self.num_pruning_epochs, self.final_sparsity)
+        target = self.schedule(
+            state.epoch,
+            state.num_epochs,
+            self.num_pruning_epochs,
+            self.final_sparsity,
+            num_finetune_epochs=self.num_finetune_epochs,
+        )
         if target > 0:
             if not self.masks and self.on_prune_start is not None:
                 self.on_prune_start(state)

@@ -50,35 +50,61 @@ def sorted_adjacency(adj: sp.spmatrix, labels: np.ndarray, ncut: float):
     return fig
 
 
-def layered_network(graph: Graph, labels_full: np.ndarray, max_edges: int = 4000):
-    """Units in columns by layer, coloured by cluster (grey: removed); the strongest
-    `max_edges` edges are drawn."""
-    groups = graph.group
-    x = groups.astype(float)
+def layer_order(graph: Graph, labels_full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) drawing positions of every node (n_nodes,): one column per node group;
+    within a column, units sorted by cluster (removed units last) and, within a
+    cluster, by strength (weighted degree, strongest first), with a gap between
+    clusters so that each cluster is one block at the same height order in every
+    column."""
+    labels_full = np.asarray(labels_full)
+    strength = np.zeros(graph.n_nodes)
+    strength[graph.keep] = np.asarray(graph.adjacency.sum(axis=1)).ravel()
+    x = graph.group.astype(float)
     y = np.zeros(graph.n_nodes)
+    gap = 2.0  # in unit slots
     for g in range(len(graph.group_names)):
-        idx = np.flatnonzero(groups == g)
-        y[idx] = (np.arange(idx.size) + 0.5) / max(idx.size, 1)
+        idx = np.flatnonzero(graph.group == g)
+        lab = labels_full[idx]
+        key = np.where(lab < 0, np.iinfo(np.int64).max, lab)
+        idx, lab = idx[np.lexsort((-strength[idx], key))], labels_full[idx[np.lexsort((-strength[idx], key))]]
+        slot = np.arange(idx.size) + gap * np.concatenate([[0], np.cumsum(lab[1:] != lab[:-1])])
+        y[idx] = 1.0 - (slot + 0.5) / (slot[-1] + 1.0 if idx.size else 1.0)
+    return x, y
+
+
+def layered_network(graph: Graph, labels_full: np.ndarray, max_edges: int | None = 6000):
+    """Units in columns by layer, sorted and coloured by cluster (grey: removed).
+
+    An edge inside a cluster takes the cluster's colour; an edge between clusters is
+    faint grey; width and opacity grow with the weight. Only the strongest `max_edges`
+    edges are drawn (None: all), so modules show at a glance rather than a hairball.
+    """
+    labels_full = np.asarray(labels_full)
+    x, y = layer_order(graph, labels_full)
     kept = np.flatnonzero(graph.keep)
-    coo = sp.triu(graph.adjacency).tocoo()
-    if coo.nnz:
-        top = np.argsort(coo.data)[::-1][:max_edges]
-        r, c, w = kept[coo.row[top]], kept[coo.col[top]], coo.data[top]
-        segs = np.stack([np.c_[x[r], y[r]], np.c_[x[c], y[c]]], axis=1)
-        alpha = 0.05 + 0.5 * w / w.max()
-    fig, ax = plt.subplots(figsize=(2.2 * len(graph.group_names) + 2, 6))
-    if coo.nnz:
-        colors = np.zeros((len(w), 4))
-        colors[:, 3] = alpha
-        ax.add_collection(LineCollection(segs, colors=colors, linewidths=0.4))
     k = max(int(labels_full.max()) + 1, 1)
     cmap = plt.get_cmap("tab20" if k > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(2.4 * len(graph.group_names) + 2, 7))
+    coo = sp.triu(graph.adjacency).tocoo()
+    if coo.nnz:
+        top = np.argsort(coo.data, kind="stable")[::-1][: max_edges or coo.nnz]
+        r, c, w = kept[coo.row[top]], kept[coo.col[top]], coo.data[top]
+        rel = np.sqrt(w / w.max())  # sqrt: weights span decades; keep the weaker visible
+        segs = np.stack([np.c_[x[r], y[r]], np.c_[x[c], y[c]]], axis=1)
+        inside = labels_full[r] == labels_full[c]
+        grey = np.tile([0.55, 0.55, 0.55, 0.0], (int((~inside).sum()), 1))
+        grey[:, 3] = 0.03 + 0.15 * rel[~inside]
+        ax.add_collection(LineCollection(segs[~inside], colors=grey, linewidths=0.2 + 0.6 * rel[~inside], zorder=1))
+        coloured = cmap(labels_full[r[inside]] % cmap.N)
+        coloured[:, 3] = 0.15 + 0.75 * rel[inside]
+        ax.add_collection(LineCollection(segs[inside], colors=coloured, linewidths=0.3 + 1.5 * rel[inside], zorder=2))
     removed = labels_full < 0
-    ax.scatter(x[removed], y[removed], s=6, c="lightgrey", label="removed", zorder=2)
-    ax.scatter(x[~removed], y[~removed], s=10, c=cmap(labels_full[~removed] % cmap.N), zorder=3)
+    ax.scatter(x[removed], y[removed], s=5, c="lightgrey", label="removed", zorder=3)
+    ax.scatter(x[~removed], y[~removed], s=12, c=cmap(labels_full[~removed] % cmap.N), zorder=4, linewidths=0)
     ax.set_xticks(range(len(graph.group_names)), graph.group_names, rotation=20)
     ax.set_yticks([])
-    ax.set_title(f"network coloured by cluster ({k} clusters)")
+    ax.set_xlim(-0.3, len(graph.group_names) - 0.7)
+    ax.set_title(f"units sorted by cluster ({k} clusters); edges inside a cluster in its colour, between clusters grey")
     return fig
 
 
@@ -110,5 +136,89 @@ def symmetry_summary(table):
     axes[1].set(xlabel="sparsity", ylabel="log10 permutation symmetries", title="symmetries left by the mask")
     axes[1].set_yscale("symlog", linthresh=1.0)
     axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lesion_heatmap(per_cluster: list[dict], mode: str):
+    """Cluster x class heatmap of accuracy drops (percentage points), starred where the
+    class drop beats the random-set null at p < 0.05."""
+    drops = np.array([c["class_drops"] for c in per_cluster]) * 100
+    lim = max(np.nanmax(np.abs(drops)), 1e-9)
+    fig, ax = plt.subplots(figsize=(0.6 * drops.shape[1] + 3, 0.45 * drops.shape[0] + 1.5))
+    im = ax.imshow(drops, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    for i, c in enumerate(per_cluster):
+        for k, p in enumerate(c["class_p_values"]):
+            if p < 0.05:
+                ax.text(k, i, "*", ha="center", va="center", fontsize=9)
+    ax.set_yticks(range(len(per_cluster)), [f"{c['cluster']} ({c['size']})" for c in per_cluster])
+    ax.set_xticks(range(drops.shape[1]))
+    ax.set(xlabel="class", ylabel="cluster (units)", title=f"accuracy drop when a cluster is lesioned ({mode})")
+    fig.colorbar(im, ax=ax, label="drop (percentage points); * p < 0.05 against random sets")
+    return fig
+
+
+def lesion_nulls(per_cluster: list[dict], mode: str):
+    """Each cluster's overall accuracy drop (red) against the drops of random unit sets
+    of its size and layer make-up (grey points and box)."""
+    fig, ax = plt.subplots(figsize=(0.55 * len(per_cluster) + 3, 4))
+    rng = np.random.default_rng(0)  # jitter only
+    for i, c in enumerate(per_cluster):
+        null = np.asarray(c["null_drops"]) * 100
+        ax.scatter(i + rng.uniform(-0.2, 0.2, null.size), null, s=5, c="grey", alpha=0.5)
+        ax.boxplot(null, positions=[i], widths=0.5, showfliers=False)
+        ax.scatter([i], [c["accuracy_drop"] * 100], c="red", s=30, zorder=3, marker="D")
+        ax.text(i, ax.get_ylim()[1], f"p={c['p_value']:.2g}", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(range(len(per_cluster)), [str(c["cluster"]) for c in per_cluster])
+    ax.set(xlabel="cluster", ylabel="accuracy drop (percentage points)")
+    ax.set_title(f"cluster lesions ({mode}, red) against random unit sets (grey)", pad=30)
+    return fig
+
+
+def mask_clusters(table: list[dict], clusters: list[dict]):
+    """Left: per layer, the fraction of surviving weights inside a cluster, observed
+    against random placement. Right: per cluster, the fraction of its internal weights
+    that survived, against the overall survival rate."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    xs = np.arange(len(table))
+    a.bar(xs - 0.2, [r["observed_fraction"] for r in table], 0.4, label="observed")
+    a.bar(xs + 0.2, [r["expected_fraction"] for r in table], 0.4, label="random placement", color="grey")
+    for x, r in zip(xs, table):
+        a.text(x, max(r["observed_fraction"], r["expected_fraction"]), f"p={r['p_value']:.2g}", ha="center",
+               va="bottom", fontsize=7)  # fmt: skip
+    a.set_xticks(xs, [r["layer"] for r in table], rotation=20)
+    a.set(ylabel="survivors inside a cluster", title="pruning mask against clusters")
+    a.legend(fontsize=8)
+    overall = table[-1]["survivors"] / table[-1]["positions"]
+    b.bar([str(c["cluster"]) for c in clusters], [c["survival"] for c in clusters])
+    b.axhline(overall, color="grey", ls="--", label=f"all positions ({overall:.2f})")
+    b.set(xlabel="cluster", ylabel="internal weights surviving", title="survival inside each cluster")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def factor_z_scores(cells: list[dict]):
+    """z-score of every cell (points) and its condition's mean (bar), per condition,
+    pruned and unpruned side by side, one panel per shuffle method."""
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    conditions = list(dict.fromkeys(c["condition"] for c in cells))
+    fig, axes = plt.subplots(1, len(methods), figsize=(1.3 * len(conditions) * len(methods) + 3, 4), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        for j, pruned in enumerate((False, True)):
+            for i, cond in enumerate(conditions):
+                z = [
+                    c["z_score"] for c in cells if (c["method"], c["condition"], c["pruned"]) == (method, cond, pruned)
+                ]
+                if not z:
+                    continue
+                x = i + (j - 0.5) * 0.38
+                ax.bar(x, np.mean(z), 0.36, color="tab:orange" if pruned else "tab:blue", alpha=0.6,
+                       label=("pruned" if pruned else "unpruned") if i == 0 else None)  # fmt: skip
+                ax.scatter([x] * len(z), z, s=12, c="k", zorder=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(conditions)), conditions, rotation=20)
+        ax.set(ylabel="z-score of n-cut (negative: more clusterable)", title=f"'{method}' shuffles")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
