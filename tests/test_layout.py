@@ -26,8 +26,9 @@ ALLOWED = {
     "training": {"core", "nets", "pruning"},
     "viz": {"core", "structure"},
     "normalizers": {"core", "nets", "structure", "training", "storage"},
+    "sparse": {"core", "nets", "structure", "pruning"},
     "experiments": {"core", "nets", "data", "storage", "exec", "structure", "clustering", "pruning",
-                    "regularizers", "training", "viz", "normalizers"},
+                    "regularizers", "training", "viz", "normalizers", "sparse"},
 }  # fmt: skip
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from nnclust.storage import paths
 
 NORMALIZE_EXPERIMENT = "normalize_model"
+# Experiments whose runs derive a model from a parent (info parent, normalizer, checkpoint_sha256).
+DERIVED_EXPERIMENTS = (NORMALIZE_EXPERIMENT, "mix_models")
 TRAIN_EXPERIMENT = "train_model"
 # Metrics shown in the text and drawing, in this order, with their short names.
 KEY_METRICS = {"loss": "loss", "accuracy": "acc", "mse": "mse", "hidden_neurons": "units", "sparsity": "sparsity",
@@ -96,7 +98,7 @@ def runs_from_mongo(spec: str) -> list[StoredRun]:
     db = mongo.connect(spec)
     fs = gridfs.GridFS(db)
     out = []
-    query = {"experiment.name": {"$in": [TRAIN_EXPERIMENT, NORMALIZE_EXPERIMENT]}}
+    query = {"experiment.name": {"$in": [TRAIN_EXPERIMENT, *DERIVED_EXPERIMENTS]}}
     for run in db.runs.find(query, sort=[("_id", 1)]):
         ckpts = {
             a["name"]: _sha(fs.get(a["file_id"]).read())
@@ -157,12 +159,12 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
     derived = []
     for r in runs:
         sha = r.info.get("checkpoint_sha256")
-        if r.experiment != NORMALIZE_EXPERIMENT or not sha:
+        if r.experiment not in DERIVED_EXPERIMENTS or not sha:
             continue
         norm = r.info.get("normalizer") or {}
         result = r.result or {}
         node = Node(
-            key=sha, kind="normalized", label=f"normalize_model {r.run_id}", run_id=r.run_id,
+            key=sha, kind="normalized", label=f"{r.experiment} {r.run_id}", run_id=r.run_id,
             normalizer=norm.get("name"), options=dict(norm.get("options") or {}),
             metrics=dict(result.get("metrics") or {}), max_output_change=result.get("max_output_change"),
         )  # fmt: skip

@@ -21,13 +21,17 @@ RUN_DIRS = {
     "ablate_clusters": "ablation_runs",
     "compare_masks_clusters": "mask_cluster_runs",
     "clustering_factors": "factor_runs",
+    "forgetting": "forgetting_runs",
+    "mix_models": "mixed_models",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
 NORMALIZED_MODEL = "normalized_model.pt"
+MIXED_MODEL = "mixed_model.pt"
 # Checkpoints a run may hold, the one a model reference picks first.
-MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL, NORMALIZED_MODEL)
+MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL, NORMALIZED_MODEL, MIXED_MODEL)
 TRAINING_CURVES = "training_curves.png"
+FORGETTING_PLOT = "forgetting.png"
 # The whole training state, rewritten every few epochs, for resuming a stopped run.
 RESUME_STATE = "resume_state.pt"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"

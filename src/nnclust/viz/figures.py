@@ -222,3 +222,18 @@ def factor_z_scores(cells: list[dict]):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def forgetting_plot(after_a: dict, after_b: dict):
+    """Accuracy on classes A and B after each phase, one panel per variant."""
+    variants = list(after_b)
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.2), sharey=True, squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        for key, label, color in (("accuracy_a", "classes A", "tab:blue"), ("accuracy_b", "classes B", "tab:orange")):
+            ax.plot([0, 1], [after_a[key], after_b[variant][key]], "o-", color=color, label=label)
+        ax.set_xticks([0, 1], ["after A", "after B"])
+        ax.set(title=variant, ylim=(-0.02, 1.02))
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][0].legend(loc="lower left")
+    fig.tight_layout()
+    return fig
