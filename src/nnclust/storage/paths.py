@@ -61,6 +61,8 @@ IMP_TASK_MATRICES = "imp_task_matrices.png"
 def imp_level_model(level: int) -> str:
     """The checkpoint (with masks) of IMP level `level`."""
     return f"imp_level_{level:02d}.pt"
+
+
 LESION_HEATMAP = "lesion_drops_by_class.png"
 LESION_NULLS = "lesion_drops_against_null.png"
 MASK_CLUSTER_PLOT = "mask_within_cluster.png"
