@@ -122,41 +122,36 @@ def record_stores(run) -> dict:
     return stores
 
 
+def _pop_option(argv: list[str], short: str, long: str) -> tuple[list[str], str | None]:
+    """Remove the option ``short VALUE`` / ``long VALUE`` / ``long=VALUE`` from `argv`;
+    return the rest and the (last) value."""
+    out, value, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in (short, long) and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+            continue
+        if a.startswith(long + "="):
+            value = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out, value
+
+
 def _pop_mongo_flag(argv: list[str]) -> tuple[list[str], str | None]:
     """Remove Sacred's ``-m/--mongo_db`` option from `argv` and return its value.
 
     We attach the Mongo observer ourselves: Sacred would store the option, with any
     credentials in it, in every run record's command-line options.
     """
-    out, spec, i = [], None, 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-m", "--mongo_db") and i + 1 < len(argv):
-            spec, i = argv[i + 1], i + 2
-            continue
-        if a.startswith("--mongo_db="):
-            spec = a.split("=", 1)[1]
-        else:
-            out.append(a)
-        i += 1
-    return out, spec
+    return _pop_option(argv, "-m", "--mongo_db")
 
 
 def _pop_folder_flag(argv: list[str]) -> tuple[list[str], str | None]:
     """Remove Sacred's ``-F/--file_storage`` option from `argv` and return its value
     (we attach a `RunFolderObserver` for it)."""
-    out, folder, i = [], None, 0
-    while i < len(argv):
-        a = argv[i]
-        if a in _OBSERVER_FLAGS and i + 1 < len(argv):
-            folder, i = argv[i + 1], i + 2
-            continue
-        if a.startswith("--file_storage="):
-            folder = a.split("=", 1)[1]
-        else:
-            out.append(a)
-        i += 1
-    return out, folder
+    return _pop_option(argv, *_OBSERVER_FLAGS)
 
 
 # Errors that say what the user must change (a config value, a file, a reference, a

@@ -58,14 +58,11 @@ def _rows(n: int, sel: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _cols(n: int, sel: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Q, B): Q sums the rest into the last column; B is its left inverse."""
-    q = np.zeros((n, sel.size + 1))
-    q[sel, np.arange(sel.size)] = 1.0
-    q[rest, sel.size] = 1.0
-    b = np.zeros((sel.size + 1, n))
-    b[np.arange(sel.size), sel] = 1.0
-    b[sel.size, rest] = 1.0 / rest.size
-    return q, b
+    """(Q, B): Q keeps the columns of `sel` and sums the rest into the last one; B is its
+    left inverse. They are A and P of `_rows`: the map that gives every unit of the rest
+    a row's value also sums a column over them, and the average inverts that sum."""
+    p, a = _rows(n, sel, rest)
+    return a, p
 
 
 def choose_units(importance: np.ndarray, k: int, rule: str = "max", seed: int = 0, width: float = 0.25) -> np.ndarray:
