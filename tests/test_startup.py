@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "sklearn", "matplotlib", "pandas")
+# Not pandas: Sacred itself imports it whenever it is installed (sacred/optional.py).
+HEAVY = ("torch", "sklearn", "matplotlib")
 
 
 @pytest.mark.parametrize("script", ["spectral_cluster_model.py", "shuffle_and_cluster.py"])
