@@ -33,7 +33,9 @@ def config():
 @ex.main
 def main(_run, _seed, _config):
     cfg = dict(_config)
-    settings = {k: cfg[k] for k in ("spread_searches", "n_jobs", "scheduler_address", "device", "batch_size", "progress")}
+    settings = {
+        k: cfg[k] for k in ("spread_searches", "n_jobs", "scheduler_address", "device", "batch_size", "progress")
+    }
     return shuffle.shuffle_job(
         _run,
         _seed,
