@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from nnclust.clustering.kmeans import kmeans, kmeans_plusplus
+from nnclust.clustering.kmeans import kmeans, kmeans_plusplus, kmeans_starts
 from nnclust.clustering.spectral import kmeans_labels, ncut, spectral_embedding
 from nnclust.clustering.study import _shuffled_graph
 from nnclust.nets.checkpoint import load_checkpoint
@@ -42,11 +42,28 @@ def test_as_many_clusters_as_distinct_points_gives_zero_inertia():
 
 
 def test_empty_clusters_move_to_the_farthest_points():
-    # Two distinct values, three clusters: k-means++ must pick a duplicate as the third
-    # centre, whose cluster is empty and is moved onto a point; every cluster ends non-empty.
-    x = np.array([[0.0]] * 5 + [[10.0]] * 5 + [[10.5]])
-    labels, _ = kmeans(x, 3, 4, np.random.default_rng(0))
-    assert np.bincount(labels, minlength=3).min() >= 1
+    # Two groups of identical points, three clusters: k-means++ must put a third centre
+    # on a duplicate, whose cluster is empty and is moved onto a point; the groups stay apart.
+    x = np.array([[0.0]] * 5 + [[10.0]] * 6)
+    labels, inertia = kmeans(x, 3, 4, np.random.default_rng(0))
+    assert inertia == 0.0
+    assert len(set(labels[:5])) == 1 and len(set(labels[5:])) == 1 and labels[0] != labels[5]
+
+
+def test_best_start_is_returned_and_every_start_is_a_lloyd_fixed_point():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(200, 2))  # no structure: many local optima
+    labels, inertia, centres = kmeans_starts(x, 8, 12, np.random.default_rng(2), tol=0.0)
+    for s in range(12):
+        own = labels[:, s]
+        means = np.stack([x[own == c].mean(0) for c in range(8)])
+        # converged: the centres are the means of their clusters, and the labels their nearest centres
+        np.testing.assert_allclose(centres[s], means, rtol=1e-12, atol=1e-12)
+        assert np.array_equal(np.linalg.norm(x[:, None] - means[None], axis=2).argmin(axis=1), own)
+        assert inertia[s] == pytest.approx(((x - means[own]) ** 2).sum(), rel=1e-12)
+    assert inertia.max() > inertia.min() * 1.01  # the starts found different optima
+    best_labels, best = kmeans(x, 8, 12, np.random.default_rng(2), tol=0.0)
+    assert best == inertia.min() and np.array_equal(best_labels, labels[:, inertia.argmin()])
 
 
 def test_kmeans_plusplus_draws_distinct_points_per_start():

@@ -106,15 +106,11 @@ def _means(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return (member.T @ x).reshape(s, k, -1), counts
 
 
-def kmeans(
+def kmeans_starts(
     x: np.ndarray, k: int, n_init: int, rng: np.random.Generator, max_iter: int = MAX_ITER, tol: float = TOL
-) -> tuple[np.ndarray, float]:
-    """(labels int64 (n,), inertia) of the best of `n_init` k-means++ starts on x (n, d).
-
-    All randomness is drawn from `rng` (the k-means++ seeding); the same rng state gives
-    the same labels bit for bit. Call with BLAS limited to one thread for results that do
-    not depend on the machine's thread count (`spectral.kmeans_labels` does).
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every start of `kmeans`: (labels int (n, n_init), inertia (n_init,), centres
+    (n_init, k, d)), the labels being those of the final centres."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     n = x.shape[0]
     if not 1 <= k <= n:
@@ -134,7 +130,9 @@ def kmeans(
             for s in np.flatnonzero((counts == 0).any(axis=1)):
                 _relocate_empty(x, new, _scores(x, c), c, s)
             sums, counts = _means(x, new, k)
-        moved = sums / counts[:, :, None]
+        moved = sums / np.maximum(counts, 1)[:, :, None]
+        # a cluster still empty (duplicate points: fewer distinct rows than k) keeps its centre
+        moved = np.where(counts[:, :, None] > 0, moved, c)
         shift = ((moved - c) ** 2).sum(axis=(1, 2))
         same = (new == labels[:, active]).all(axis=0)
         labels[:, active] = new
@@ -146,5 +144,20 @@ def kmeans(
     dists = _sq_dists(x, x_sq, centers)
     labels = dists.argmin(axis=2)  # (n, S)
     inertia = np.take_along_axis(dists, labels[:, :, None], axis=2)[:, :, 0].sum(axis=0)
+    return labels, inertia, centers
+
+
+def kmeans(
+    x: np.ndarray, k: int, n_init: int, rng: np.random.Generator, max_iter: int = MAX_ITER, tol: float = TOL
+) -> tuple[np.ndarray, float]:
+    """(labels int64 (n,), inertia) of the best of `n_init` k-means++ starts on x (n, d).
+
+    All randomness is drawn from `rng` (the k-means++ seeding); the same rng state gives
+    the same labels bit for bit. Call with BLAS limited to one thread for results that do
+    not depend on the machine's thread count (`spectral.kmeans_labels` does). A start
+    stops when its labels no longer change or its centres move less than `tol` times the
+    mean feature variance (squared distance, summed over centres).
+    """
+    labels, inertia, _ = kmeans_starts(x, k, n_init, rng, max_iter, tol)
     best = int(np.argmin(inertia))  # the first start of least inertia
     return labels[:, best].astype(np.int64), float(inertia[best])
