@@ -1,15 +1,17 @@
 """Multi-start k-means with all starts advanced together as array operations.
 
 scikit-learn's `KMeans` runs its `n_init` starts one after another, each with its own
-input validation and Cython set-up; on the small embeddings of weight graphs (a few
-thousand rows, k columns) that per-start overhead is most of the time. Here the
-k-means++ seeding and the Lloyd iterations of every start are numpy operations over a
-leading start axis, so 50 starts cost a few times one. The algorithm is scikit-learn's:
-greedy k-means++ (2 + log k candidates per centre), Lloyd iterations until the labels
-stop changing or the centres move less than `tol` times the mean feature variance,
-empty clusters moved to the points farthest from their centres, and the start of
-lowest inertia wins. Written by hand because no installed library batches starts
-(faiss is not a dependency; scikit-learn loops over them).
+set-up. Here the k-means++ seeding and the Lloyd iterations of every start are numpy
+operations over a leading start axis, and only starts still moving are iterated. The
+algorithm is scikit-learn's: greedy k-means++ (2 + log k candidates per centre), Lloyd
+iterations until the labels stop changing or the centres move less than `tol` times the
+mean feature variance, empty clusters moved to the points farthest from their centres,
+and the start of lowest inertia wins. Measured with 50 starts, k=12, one thread
+(`benchmarks/shuffle_significance.py`): 2.2x faster than `KMeans` on 330-row
+embeddings, where its per-start set-up dominates, 1.4-1.8x slower on 1700-2300 rows,
+where its fused Cython loop beats numpy's passes over the (rows, starts, k) scores.
+Written by hand because no installed library batches starts (faiss is not a
+dependency), and so that clustering needs no scikit-learn import (2 s per process).
 """
 
 from __future__ import annotations

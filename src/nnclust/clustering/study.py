@@ -99,7 +99,7 @@ def _true_ncuts(shuffle: dict, num_clusters: int, n_init: int, spread_searches: 
     """
     ref = shuffle["graphs"].reference
     seed = shuffle["seed"]
-    vals, emb = spectral_embedding(ref.adjacency, num_clusters, seed, ref.sides)
+    _, emb = spectral_embedding(ref.adjacency, num_clusters, seed, ref.sides)
     seeds = [seed] + [seeding.int_seed(seed, "ncut_spread", j) for j in range(spread_searches)]
     return [ncut(ref.adjacency, kmeans_labels(emb, num_clusters, s, n_init)) for s in seeds]
 
