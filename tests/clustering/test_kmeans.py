@@ -26,12 +26,13 @@ def same_partition(a, b):
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-def test_separated_blobs_are_found_with_their_inertia():
-    x, truth, _ = blobs()
-    labels, inertia = kmeans(x, 4, 5, np.random.default_rng(0))
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 9, 17])  # around each power of two: centre indices packed in low bits
+def test_separated_blobs_are_found_with_their_inertia(k):
+    x, truth, _ = blobs(k=k)
+    labels, inertia = kmeans(x, k, 5, np.random.default_rng(0))
     assert same_partition(labels, truth)
     # the inertia of the true partition, computed independently
-    expected = sum(((x[truth == c] - x[truth == c].mean(0)) ** 2).sum() for c in range(4))
+    expected = sum(((x[truth == c] - x[truth == c].mean(0)) ** 2).sum() for c in range(k))
     assert inertia == pytest.approx(expected, rel=1e-9)
 
 
@@ -64,6 +65,13 @@ def test_best_start_is_returned_and_every_start_is_a_lloyd_fixed_point():
     assert inertia.max() > inertia.min() * 1.01  # the starts found different optima
     best_labels, best = kmeans(x, 8, 12, np.random.default_rng(2), tol=0.0)
     assert best == inertia.min() and np.array_equal(best_labels, labels[:, inertia.argmin()])
+
+
+def test_kmeans_plusplus_draws_in_proportion_to_squared_distance():
+    # After a first centre at 0, all of the squared-distance mass is on the row at 10.
+    x = np.array([[10.0], [0.0], [0.0], [0.0], [0.0]])
+    c = kmeans_plusplus(x, 2, 20, np.random.default_rng(0))
+    assert all(sorted(start[:, 0].tolist()) == [0.0, 10.0] for start in c)
 
 
 def test_kmeans_plusplus_draws_distinct_points_per_start():
