@@ -65,10 +65,17 @@ def format_summary(summary: dict) -> str:
         f"  n-cut     {c['ncut']:.3f} with {len(c['cluster_sizes'])} clusters "
         f"({c['num_removed']} of {c['num_nodes']} units disconnected)",
     ]
+    first = next(iter(summary["shuffles"].values()), (None, {}))[1]
+    if first.get("true_ncut_sd") is not None:
+        lines.append(
+            f"  search    sd {first['true_ncut_sd']:.3f} of the n-cut over {len(first['true_ncut_searches'])} further "
+            f"k-means searches ({first['n_init']} starts each, the shuffles' search too)"
+        )
     for method, (_, s) in summary["shuffles"].items():
         lines.append(
             f"  '{method}' shuffles  {s['mean']:.3f} ± {s['std']:.3f} over {len(s['shuffled_ncuts'])}: "
             f"z = {s['z_score']:.2f}, p = {s['p_value']:.3g}"
+            + (f" (z moves by {s['z_sd']:.2f} with the search alone)" if s.get("z_sd") is not None else "")
         )
     lines.append(
         f"  runs      {train_dir}  {cluster_dir}  " + "  ".join(str(d) for d, _ in summary["shuffles"].values())

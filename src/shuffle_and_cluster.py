@@ -19,7 +19,8 @@ def config():
     shuffle_method = "all"
     shuffle_bn = False  # also permute batch-norm scales among units
     n_init = shuffle.N_INIT  # k-means++ starts for the network itself (as spectral_cluster_model)
-    shuffle_n_init = shuffle.SHUFFLE_N_INIT  # and for each shuffle
+    shuffle_n_init = None  # starts per shuffle; null: the same search as the network (n_init)
+    spread_searches = shuffle.SPREAD_SEARCHES  # further searches of the network for true_ncut_sd (0: off)
     n_jobs = 1  # joblib workers for the shuffles, or with device="cuda" for their k-means (-1: all cores)
     scheduler_address = None  # e.g. "tcp://127.0.0.1:8786": run the shuffles on that Dask cluster
     device = "cpu"  # "cuda": batch the shuffles' eigenproblems on the GPU
@@ -32,7 +33,9 @@ def config():
 @ex.main
 def main(_run, _seed, _config):
     cfg = dict(_config)
-    settings = {k: cfg[k] for k in ("n_jobs", "scheduler_address", "device", "batch_size", "progress")}
+    settings = {
+        k: cfg[k] for k in ("spread_searches", "n_jobs", "scheduler_address", "device", "batch_size", "progress")
+    }
     return shuffle.shuffle_job(
         _run,
         _seed,

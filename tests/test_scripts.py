@@ -78,6 +78,8 @@ def test_shuffle_run_from_a_clustering_run_is_independent_of_workers(trained, tm
     res = serial.result
     assert res["shuffled_ncuts"] == parallel.result["shuffled_ncuts"]
     assert len(res["shuffled_ncuts"]) == 6
+    # by default the shuffles get the network's search, and the search's own spread is reported
+    assert res["shuffle_n_init"] == res["n_init"] == 50 and len(res["true_ncut_searches"]) == 10
     assert res["mean"] == pytest.approx(np.mean(res["shuffled_ncuts"]))
     assert res["p_value"] == pytest.approx((sum(x <= res["true_ncut"] for x in res["shuffled_ncuts"]) + 1) / 7)
     assert (folder / paths.SHUFFLE_HISTOGRAM).stat().st_size > 0
@@ -151,6 +153,10 @@ def test_config_errors_come_before_a_run_is_created(tmp_path):
         run_exp(shuffle_and_cluster, tmp_path, model="x.pt", n_jobs=0)
     with pytest.raises(ConfigError, match=r"shuffle_method='every'.*one of \['all', 'nonzero', 'nonzero_resample'\]"):
         run_exp(shuffle_and_cluster, tmp_path, model="x.pt", shuffle_method="every")
+    with pytest.raises(ConfigError, match=r"spread_searches=1 is not allowed.*0 \(off\) or an int >= 2"):
+        run_exp(shuffle_and_cluster, tmp_path, model="x.pt", spread_searches=1)
+    with pytest.raises(ConfigError, match=r"shuffle_n_init=0 is not allowed.*null"):
+        run_exp(shuffle_and_cluster, tmp_path, model="x.pt", shuffle_n_init=0)
     assert not any(tmp_path.iterdir())  # no run folder was made for any of them
 
 

@@ -10,18 +10,23 @@ from tqdm.auto import tqdm
 
 from nnclust.clustering.shuffles import shuffle_layers, shuffle_method
 from nnclust.clustering.significance import shuffle_statistics
-from nnclust.clustering.spectral import N_INIT, check_cluster_args, kmeans_labels, ncut, spectral_cluster
+from nnclust.clustering.spectral import (
+    N_INIT,
+    check_cluster_args,
+    kmeans_labels,
+    ncut,
+    spectral_cluster,
+    spectral_embedding,
+)
 from nnclust.core import seeding
 from nnclust.exec.parallel import map_tasks
 from nnclust.nets.weight_layer import WeightLayer
 from nnclust.structure.graph import GraphError, PatternGraphs, build_graph
 
-# k-means++ starts per shuffled network, against N_INIT for the network itself. Against
-# 100 starts, 10 leave the mean shuffled n-cut higher by 0.01% (random dense 784-256x4
-# MLP) to 0.27% (pruned 784-256x4), at a tenth of the cost. On pruned nets that is up to
-# 0.9 standard deviations of the shuffled n-cuts, so z-scores come out that much more
-# negative; studies that need the same search on both sides set shuffle_n_init=N_INIT.
-SHUFFLE_N_INIT = 10
+# Independent k-means searches of the network's own embedding whose n-cuts give
+# `true_ncut_sd`: the spread of the observed statistic from the search alone. On trained
+# nets it can be comparable to the shuffles' spread, so a reader needs it next to z.
+SPREAD_SEARCHES = 10
 
 
 def cluster_layers(
@@ -85,11 +90,25 @@ def _gpu_shuffled_ncuts(
     return out
 
 
-def _study_part(part, shuffle: dict, num_clusters: int, n_init: int, shuffle_n_init: int):
-    """One task of a study on the CPU: the network's own n-cut (``part=None``) or a chunk of shuffles."""
+def _true_ncuts(shuffle: dict, num_clusters: int, n_init: int, spread_searches: int) -> list[float]:
+    """[the network's n-cut, then those of `spread_searches` further independent searches].
+
+    The first is exactly `spectral_cluster` with the study's seed (as the clustering
+    experiment reports it); search j of the spread seeds k-means from child j of the
+    ``ncut_spread`` stream, on the same embedding, with the same `n_init` starts.
+    """
+    ref = shuffle["graphs"].reference
+    seed = shuffle["seed"]
+    _, emb = spectral_embedding(ref.adjacency, num_clusters, seed, ref.sides)
+    seeds = [seed] + [seeding.int_seed(seed, "ncut_spread", j) for j in range(spread_searches)]
+    return [ncut(ref.adjacency, kmeans_labels(emb, num_clusters, s, n_init)) for s in seeds]
+
+
+def _study_part(part, shuffle: dict, num_clusters: int, n_init: int, shuffle_n_init: int, spread_searches: int):
+    """One task of a study on the CPU: the network's own n-cuts (``part=None``, see
+    `_true_ncuts`) or a chunk of shuffles."""
     if part is None:
-        ref = shuffle["graphs"].reference
-        return spectral_cluster(ref.adjacency, num_clusters, shuffle["seed"], n_init, ref.sides).ncut
+        return _true_ncuts(shuffle, num_clusters, n_init, spread_searches)
     return _shuffled_ncuts(part, shuffle, num_clusters, shuffle_n_init)
 
 
@@ -100,7 +119,8 @@ def shuffle_significance(
     method: str = "all",
     seed: int = 0,
     n_init: int = N_INIT,
-    shuffle_n_init: int = SHUFFLE_N_INIT,
+    shuffle_n_init: int | None = None,
+    spread_searches: int = SPREAD_SEARCHES,
     shuffle_bn: bool = False,
     n_jobs: int = 1,
     progress: bool = True,
@@ -116,8 +136,13 @@ def shuffle_significance(
     ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU, with k-means
     on `n_jobs` local workers (not with `scheduler_address`). The true network
     is always clustered on the CPU, exactly as the clustering experiment does.
-    The true network gets `n_init` k-means++ starts and each
-    shuffle `shuffle_n_init`.
+    The network and every shuffle get the same search: `n_init` k-means++ starts
+    through `spectral_cluster`. A permutation test is only valid when the observed
+    statistic and the null samples go through the same procedure; `shuffle_n_init`
+    (default None: `n_init`) gives the shuffles another number of starts, which biases
+    z (fewer starts raise the shuffled n-cuts and their spread). Both are recorded in
+    the result, with ``true_ncut_sd``: the sample sd of the network's n-cut over
+    `spread_searches` further independent searches (0: not measured, reported as None).
     """
     shuffle_method(method)  # fail on an unknown name before any work
     if num_shuffles < 2:
@@ -136,19 +161,23 @@ def shuffle_significance(
             )
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
     check_cluster_args(graphs.reference.n_kept, num_clusters, n_init)
+    shuffle_n_init = n_init if shuffle_n_init is None else shuffle_n_init
     if shuffle_n_init < 1:
-        raise ValueError(f"shuffle_n_init must be >= 1, got {shuffle_n_init}")
+        raise ValueError(f"shuffle_n_init must be >= 1 (or None for n_init), got {shuffle_n_init}")
+    if spread_searches < 0 or spread_searches == 1:
+        raise ValueError(f"spread_searches must be 0 (off) or >= 2 for a sample sd, got {spread_searches}")
+    search = {"n_init": n_init, "shuffle_n_init": shuffle_n_init}
     shuffle = dict(
         layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
     )
     desc = f"{method} shuffles"
     if device != "cpu":
-        true_ncut = _study_part(None, shuffle, num_clusters, n_init, shuffle_n_init)
+        true_ncuts = _true_ncuts(shuffle, num_clusters, n_init, spread_searches)
         with tqdm(total=num_shuffles, desc=desc, disable=not progress, leave=False) as bar:
             ncuts = _gpu_shuffled_ncuts(
                 shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar
             )
-        return shuffle_statistics(true_ncut, np.asarray(ncuts))
+        return {**shuffle_statistics(true_ncuts[0], np.asarray(ncuts), true_ncuts[1:]), **search}
     # The network travels to each worker once (`map_tasks`' shared), so tasks are cheap;
     # chunks keep their number moderate on long studies, and at least 64 of them keep
     # workers evenly loaded and the progress bar moving.
@@ -156,8 +185,14 @@ def shuffle_significance(
     chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
     # The network's own clustering is the first (and longest) task, so that it runs on
     # a worker alongside the shuffles rather than before them.
-    task = partial(_study_part, num_clusters=num_clusters, n_init=n_init, shuffle_n_init=shuffle_n_init)
-    true_ncut, *done = map_tasks(
+    task = partial(
+        _study_part,
+        num_clusters=num_clusters,
+        n_init=n_init,
+        shuffle_n_init=shuffle_n_init,
+        spread_searches=spread_searches,
+    )
+    true_ncuts, *done = map_tasks(
         task,
         [None, *chunks],
         n_jobs,
@@ -168,4 +203,4 @@ def shuffle_significance(
         counts=[0] + [len(c) for c in chunks],  # the bar counts shuffles
     )
     ncuts = [x for chunk in done for x in chunk]
-    return shuffle_statistics(true_ncut, np.asarray(ncuts))
+    return {**shuffle_statistics(true_ncuts[0], np.asarray(ncuts), true_ncuts[1:]), **search}

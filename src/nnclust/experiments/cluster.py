@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnclust.clustering.spectral import N_INIT
-from nnclust.clustering.study import cluster_layers
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, Interval, Options
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.layers import extract_layers
 from nnclust.storage import paths
-from nnclust.storage.refs import load_model_ref
 from nnclust.structure.graph import CNN_NODE_SETS, GRAPH_DEFAULTS
 
 __all__ = ["CONSTRAINTS", "GRAPH_DEFAULTS", "N_INIT", "SECTIONS", "cluster_job"]
@@ -31,6 +28,12 @@ SECTIONS = {"graph": GRAPH_DEFAULTS}
 
 def cluster_job(run, seed: int, model: str, num_clusters: int, n_init: int, graph: dict, plot: bool = True) -> dict:
     """Spectrally cluster a model's weight graph; store the n-cut, labels and figures."""
+    # Imported here, not at the top, so that the script's print_config and --help need
+    # neither torch nor scikit-learn (benchmarks/startup.py times them).
+    from nnclust.clustering.study import cluster_layers
+    from nnclust.nets.layers import extract_layers
+    from nnclust.storage.refs import load_model_ref
+
     graph = plain(graph)
     check_keys("graph", graph, GRAPH_DEFAULTS)
     path, ckpt = load_model_ref(model)
