@@ -54,7 +54,7 @@ def factor_table(cells: list[dict]) -> pd.DataFrame:
     keys = ["condition", "pruned", "method"]
     values = ["ncut", "mean", "std", "z_score", "p_value", "test_accuracy"]
     grouped = df.groupby(keys, sort=False)[values]
-    out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0), rsuffix="_sd")
+    out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_sd"))
     out["seeds"] = grouped.size()
     return out.reset_index()
 
