@@ -10,6 +10,8 @@ loss is the full model's, and merging back carries its improvement over unchange
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -45,7 +47,7 @@ def vulcanize(model: nn.Module, data: Dataset, k: int, m: int, epochs: int, opti
               rule: str = "max", train_mean_units: bool = False, seed: int = 0) -> dict:  # fmt: skip
     """Returns the merged model and the accuracies of the full model before the split,
     of the sub-model after training, and of the merged model."""
-    model = model.double().eval()
+    model = copy.deepcopy(model).double().eval()  # the caller's model stays as it was
     layers = fold_batch_norm_into_layers(extract_layers(model))
     x_train = data.x_train.flatten(1).double().numpy()
     split = make_split(layers, unit_importance(layers, x_train), k, m, rule, seed)
