@@ -14,8 +14,6 @@ sparsity and model:
 - peak: the resident memory one inference adds on top (kernel high-water mark reset just
   before the call, large blocks returned to the system on free; see
   `nnclust.sparse.measure`), on CUDA torch's peak allocation;
-- build RSS: the resident memory the model added when it was built (a cross-check of
-  `held` that does not trust our byte count).
 
 The outputs of the CSR and compacted models are checked against the dense one. A second
 sweep times only dense and CSR at further sparsities to locate the crossover, where CSR
@@ -40,7 +38,7 @@ import torch
 from nnclust.nets.registry import build_model
 from nnclust.pruning import magnitude_masks
 from nnclust.sparse import compact, model_nbytes, peak_inference_memory, to_csr
-from nnclust.sparse.measure import fixed_mmap_threshold, inference_times, rss_bytes
+from nnclust.sparse.measure import fixed_mmap_threshold, inference_times
 from nnclust.training import prunable_weights
 
 INPUTS, CLASSES = 784, 10
@@ -57,15 +55,6 @@ def prune_to(model, sparsity: float, masks: dict | None) -> dict:
         for name, w in weights.items():
             w.mul_(masks[name].to(w.device, w.dtype))
     return masks
-
-
-def built(make):
-    """(model, resident bytes it added)."""
-    gc.collect()
-    before = rss_bytes()
-    model = make()
-    gc.collect()
-    return model, rss_bytes() - before
 
 
 def timed(model, x, repeats: int, budget_s: float) -> list[float]:
@@ -102,21 +91,16 @@ def run(args) -> dict:
     rows, masks = [], None
     for sparsity in args.sparsities:
         masks = prune_to(dense, sparsity, masks)
-        csr, csr_rss = built(lambda: to_csr(dense, device=device))
-        compacted, comp_rss = built(lambda: compact(dense, "dense", device=device))
+        csr = to_csr(dense, device=device)
+        compacted = compact(dense, "dense", device=device)
         with torch.no_grad():
             reference = dense(x256)
             errors = {"csr": rel_err(csr(x256), reference), "compacted": rel_err(compacted.model(x256), reference)}
-        for name, model, rss in (
-            ("dense", dense, None),
-            ("csr", csr, csr_rss),
-            ("compacted", compacted.model, comp_rss),
-        ):
+        for name, model in (("dense", dense), ("csr", csr), ("compacted", compacted.model)):
             row = {
                 "sparsity": sparsity,
                 "model": name,
                 "held_bytes": model_nbytes(model),
-                "build_rss_bytes": rss,
                 "rel_error": errors.get(name, 0.0),
                 "hidden": [lay.n_out for lay in compacted.removal.layers[:-1]] if name == "compacted" else args.hidden,
             }

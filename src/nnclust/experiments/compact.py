@@ -14,7 +14,7 @@ from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.experiments.normalize import _parent_run, data_source, sha256
 from nnclust.nets.checkpoint import save_checkpoint
 from nnclust.nets.layers import mlp_from_layers
-from nnclust.sparse import FORMATS, accuracy, compact, mlp_layers, model_nbytes, outputs, time_inference
+from nnclust.sparse import FORMATS, compact, mlp_layers, model_nbytes, output_accuracy, outputs, time_inference
 from nnclust.storage import paths
 from nnclust.storage.refs import load_model_ref
 
@@ -111,8 +111,8 @@ def compact_job(
         "params_before": result.params_before,
         "params_after": result.params_after,
         "max_output_change": float((after - before).abs().max() / scale),
-        "accuracy_before": accuracy(original, x, y),
-        "accuracy_after": accuracy(result.model, x, y),
+        "accuracy_before": output_accuracy(before, y),
+        "accuracy_after": output_accuracy(after, y),
         "speedup": time_before / time_after,
         "time_before_s": time_before,
         "time_after_s": time_after,

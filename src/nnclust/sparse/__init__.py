@@ -5,7 +5,14 @@ selection, model mixing, the vulcanizer and the tracker (`nnclust.sparse.selecti
 
 from nnclust.sparse.compaction import FORMATS, Compaction, compact, hidden_units, nonzero_parameters
 from nnclust.sparse.csr import CSRLinear, SparseConversionError, SparseMLP, csr_from_dense, mlp_layers, to_csr
-from nnclust.sparse.functions import accuracy, outputs, partial_outputs, top1_top2_ratio, top_k_accuracy
+from nnclust.sparse.functions import (
+    accuracy,
+    output_accuracy,
+    outputs,
+    partial_outputs,
+    top1_top2_ratio,
+    top_k_accuracy,
+)
 from nnclust.sparse.measure import model_nbytes, peak_inference_memory, time_inference
 
 __all__ = [
@@ -21,6 +28,7 @@ __all__ = [
     "mlp_layers",
     "model_nbytes",
     "nonzero_parameters",
+    "output_accuracy",
     "outputs",
     "partial_outputs",
     "peak_inference_memory",

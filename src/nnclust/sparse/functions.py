@@ -94,11 +94,15 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def top_k_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 5, batch_size: int = 1024) -> float:
     """Fraction of samples whose label is among the `k` largest outputs (ties by index)."""
-    out = outputs(model, x, batch_size)
+    return output_accuracy(outputs(model, x, batch_size), y, k)
+
+
+def output_accuracy(out: torch.Tensor, y: torch.Tensor, k: int = 1) -> float:
+    """Top-`k` accuracy of outputs `out` (n, classes) already computed, labels `y` (n,)."""
     if not 1 <= k <= out.shape[1]:
         raise ValueError(f"k must be in [1, {out.shape[1]}] (the number of outputs), got {k}")
-    if y.shape != (len(x),):
-        raise ValueError(f"labels have shape {tuple(y.shape)}; expected ({len(x)},)")
+    if y.shape != (len(out),):
+        raise ValueError(f"labels have shape {tuple(y.shape)}; expected ({len(out)},)")
     top = out.topk(k, dim=1).indices
     return float((top == y.to(top.device).unsqueeze(1)).any(dim=1).double().mean().item())
 
