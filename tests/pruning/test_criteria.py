@@ -158,3 +158,21 @@ def test_training_prunes_with_a_data_criterion_and_spares_the_last_layer(name):
         assert (~masks[n]).double().mean().item() == pytest.approx(0.6, abs=0.02)
     weights = prunable_weights(model)
     assert all(torch.all(weights[n][~m] == 0) for n, m in masks.items())
+
+
+@pytest.mark.parametrize("name", CRITERIA.names())
+def test_every_criterion_prunes_a_cnn_with_per_channel_statistics(name):
+    torch.manual_seed(0)
+    model = build_model({"name": "cnn", "conv_channels": [4, 8], "hidden": [16]}, (1, 8, 8), 10)
+    stats = activation_stats(model, torch.rand(20, 1, 8, 8))
+    assert stats["layer1.conv.weight"].mean.shape == (4,)  # one entry per input channel of the conv
+    assert stats["layer2.fc.weight"].mean.shape == (8 * 2 * 2,)  # the flattened conv features
+    weights = prunable_weights(model)
+    for scope in ("layer", "global"):
+        masks = criterion_masks(weights, 0.7, name, scope, stats=stats)
+        assert all(masks[n].shape == w.shape for n, w in weights.items())
+        if name.endswith("_only"):  # only the weights of one sign may go
+            sign = -1 if name == "negative_only" else 1
+            assert all(torch.all(w[~masks[n]] * sign > 0) for n, w in weights.items())
+        else:
+            assert sparsity_of(masks) == pytest.approx(0.7, abs=1e-3)
