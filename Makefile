@@ -48,4 +48,4 @@ omniboard-down: $(PY)
 	@$(PY) -m services omniboard-down
 
 clean-runs:
-	rm -rf training_runs clustering_runs shuffle_clust_runs
+	rm -rf training_runs clustering_runs shuffle_clust_runs compacted_models

@@ -24,8 +24,10 @@ def config():
     batch_size = 64
     lr_decay = 1.0  # learning rate multiplied by this after each epoch
     # Zhu & Gupta schedule over num_pruning_epochs epochs, then num_finetune_epochs at the
-    # final sparsity; 0 pruning epochs = no pruning.
-    pruning = dict(train.PRUNING_DEFAULTS)  # final_sparsity, num_pruning_epochs, num_finetune_epochs, scope, schedule
+    # final sparsity; 0 pruning epochs = no pruning. criterion scores the weights (magnitude,
+    # mav, maav, activation_rank, negative_only, positive_only); criteria that need data read
+    # the first criterion_samples training examples; keep_last_dense spares the output layer.
+    pruning = dict(train.PRUNING_DEFAULTS)
     regularizers = []  # regularizer specs added to the loss, e.g. [{"name": "clusterability", "lambda": 0.03}]
     cluster_gradient = False  # short for regularizers=[{"name": "clusterability", **cluster_gradient_config}]
     # term = lambda * mean of Laplacian eigenvalues 2..num_eigs+1, applied every `frequency` steps;

@@ -3,20 +3,25 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sacred.observers import FileStorageObserver
 from sacred.utils import ConfigAddedError
 
+import compact_model
 import shuffle_and_cluster
 import spectral_cluster_model
 import train_model
 from nnclust.core.constraints import ConfigError
 from nnclust.exec.grid import run_in_process
+from nnclust.nets.checkpoint import load_checkpoint
+from nnclust.sparse import outputs, to_csr
 from nnclust.storage import paths
 from nnclust.storage.refs import RunReferenceError, resolve_model
 
@@ -54,6 +59,67 @@ def test_training_run_stores_result_metrics_and_checkpoints(trained):
     for name in (paths.PRUNED_MODEL, paths.UNPRUNED_MODEL, paths.TRAINING_CURVES):
         assert (folder / name).stat().st_size > 0
     assert resolve_model(folder) == folder / paths.PRUNED_MODEL
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_compaction_run_stores_a_smaller_model_with_the_same_outputs(trained, tmp_path, fmt):
+    train_run, train_folder = trained
+    run, folder = run_exp(compact_model, tmp_path, model=str(train_folder), format=fmt, repeats=2)
+    res = run.result
+    assert json.loads((folder / "run.json").read_text())["result"] == res
+    info = json.loads((folder / "info.json").read_text())
+    assert info["parent"]["ref"] == str(train_folder) and info["parent"]["run"] == str(train_folder)
+    assert info["normalizer"]["name"] == f"compact:{fmt}"
+    assert info["data"] == json.loads((train_folder / "info.json").read_text())["data"]
+    assert res["units_before"] == 48 and res["units_after"] < 48 and res["params_after"] < res["params_before"]
+    assert sum(res["hidden_after"]) == res["units_after"]
+    assert res["max_output_change"] <= 1e-6
+    # the test data is the training run's own split: the same accuracy as training measured
+    assert res["accuracy_before"] == res["accuracy_after"] == train_run.result["test_accuracy"]
+    assert res["speedup"] > 0 and res["memory_ratio"] > 1
+    assert resolve_model(folder) == folder / paths.COMPACTED_MODEL
+    ckpt = load_checkpoint(folder / paths.COMPACTED_MODEL)
+    layout = ckpt.state_dict["layer0.fc.weight"].layout
+    assert layout == (torch.sparse_csr if fmt == "csr" else torch.strided)
+    assert ckpt.architecture["model"]["hidden"] == res["hidden_after"]
+    x = torch.rand(50, 2)
+    original = load_checkpoint(resolve_model(train_folder)).build_model().eval()
+    torch.testing.assert_close(outputs(to_csr(ckpt), x), outputs(original, x), rtol=1e-5, atol=1e-5)
+    # a compaction of the compaction finds the test data through the chain and removes nothing more
+    again, _ = run_exp(compact_model, tmp_path, model=str(folder), repeats=1)
+    assert again.result["units_after"] == again.result["units_before"] == res["units_after"]
+    assert again.result["accuracy_after"] == res["accuracy_after"]
+
+
+def test_compaction_needs_to_know_the_test_data(trained, tmp_path):
+    _, train_folder = trained
+    # a checkpoint outside any run folder: the data must be named, and is split with this run's seed
+    loose = tmp_path / "loose.pt"
+    shutil.copy(resolve_model(train_folder), loose)
+    with pytest.raises(ValueError, match=r"does not record the data it was trained on.*dataset="):
+        run_exp(compact_model, tmp_path / "a", model=str(loose))
+    named, _ = run_exp(compact_model, tmp_path / "b", model=str(loose), dataset=MOONS["dataset"], repeats=1)
+    assert named.result["max_output_change"] <= 1e-6
+    # a training run from before runs recorded their data: its split cannot be rebuilt
+    old = tmp_path / "old_run"
+    shutil.copytree(train_folder, old)
+    (old / "info.json").unlink()
+    with pytest.raises(ValueError, match="does not record the data it was trained on"):
+        run_exp(compact_model, tmp_path / "c", model=str(old))
+
+
+def test_compaction_config_errors_come_before_a_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"format='coo' is not allowed: expected one of \['dense', 'csr'\]"):
+        run_exp(compact_model, tmp_path, model="x.pt", format="coo")
+    assert not any(tmp_path.iterdir())
+
+
+def test_compaction_of_a_cnn_is_a_clear_error(tmp_path):
+    config = {**MOONS, "dataset": {"name": "digits"}, "model": {"name": "cnn", "conv_channels": [4], "hidden": [8]},
+              "epochs": 1, "pruning": {}}  # fmt: skip
+    _, cnn_folder = run_exp(train_model, tmp_path / "t", **config)
+    with pytest.raises(ValueError, match="'layer0.conv' is a conv layer; conv layers are not supported"):
+        run_exp(compact_model, tmp_path / "c", model=str(cnn_folder))
 
 
 def test_clustering_run_is_reproducible_and_stores_plots(trained, tmp_path):
@@ -107,6 +173,9 @@ NAMED = {
             "num_finetune_epochs": 15,
             "scope": "layer",
             "schedule": "polynomial",
+            "criterion": "magnitude",
+            "criterion_samples": 1024,
+            "keep_last_dense": False,
         },  # fmt: skip
         "cluster_gradient": False,
         "regularizers": [],
@@ -124,6 +193,9 @@ NAMED = {
             "num_finetune_epochs": 8,
             "scope": "global",
             "schedule": "polynomial",
+            "criterion": "magnitude",
+            "criterion_samples": 1024,
+            "keep_last_dense": False,
         },  # fmt: skip
         "cluster_gradient": False,
         "regularizers": [],

@@ -5,7 +5,7 @@ from nnclust.core.registry import Registry, UnknownNameError
 from nnclust.data import DATASETS
 from nnclust.nets.init import BIAS_INITS, INITS
 from nnclust.nets.registry import MODELS
-from nnclust.pruning import SCHEDULES, SCOPES
+from nnclust.pruning import CRITERIA, SCHEDULES, SCOPES
 from nnclust.pruning.imp import REWINDS
 from nnclust.regularizers import REGULARIZERS
 from nnclust.structure.graph import CNN_NODE_SETS
@@ -18,6 +18,7 @@ ALL = {
     "shuffle method": SHUFFLES,
     "pruning schedule": SCHEDULES,
     "pruning scope": SCOPES,
+    "pruning criterion": CRITERIA,
     "CNN node set (cnn_nodes)": CNN_NODE_SETS,
     "regularizer": REGULARIZERS,
     "objective": OBJECTIVES,

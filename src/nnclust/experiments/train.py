@@ -14,7 +14,7 @@ from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
 from nnclust.nets.checkpoint import load_checkpoint, save_checkpoint
 from nnclust.nets.registry import MODELS, build_model
-from nnclust.pruning import PRUNING_DEFAULTS, SCHEDULES, SCOPES
+from nnclust.pruning import CRITERIA, PRUNING_DEFAULTS, SCHEDULES, SCOPES
 from nnclust.regularizers import REGULARIZERS, build_regularizer
 from nnclust.regularizers.clusterability import CONFIG_DEFAULTS as CLUSTERABILITY_DEFAULTS
 from nnclust.storage import paths
@@ -50,6 +50,9 @@ CONSTRAINTS = {
     "pruning.num_finetune_epochs": Interval(0, None, integer=True),
     "pruning.scope": Options(SCOPES),
     "pruning.schedule": Options(SCHEDULES),
+    "pruning.criterion": Options(CRITERIA),
+    "pruning.criterion_samples": Interval(1, None, integer=True),
+    "pruning.keep_last_dense": Boolean(),
     "cluster_gradient": Boolean(),
     "cluster_gradient_config.lambda": Interval(0, None),
     "cluster_gradient_config.num_eigs": Interval(1, None, integer=True),
@@ -187,7 +190,8 @@ def train_job(
     ]
     check_keys("pruning", pruning, PRUNING_DEFAULTS)
     pruning = {**PRUNING_DEFAULTS, **pruning}
-    SCOPES[pruning["scope"]]  # an unknown scope fails before any training
+    SCOPES[pruning["scope"]]  # an unknown scope or criterion fails before any training
+    needs_data = CRITERIA[pruning["criterion"]].needs_data
     if pruning["final_sparsity"] > 0 and pruning["num_pruning_epochs"] < 1:
         raise ValueError("pruning.final_sparsity > 0 needs pruning.num_pruning_epochs >= 1")
     options = {k: v for k, v in dataset.items() if k != "name"}
@@ -234,6 +238,9 @@ def train_job(
     pruner = MagnitudePruning(
         pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense,
         pruning["num_finetune_epochs"],
+        criterion=pruning["criterion"], keep_last_dense=pruning["keep_last_dense"],
+        # the head of the training set: for datasets split here (digits, moons) a seeded random sample
+        data=data.x_train[: pruning["criterion_samples"]] if needs_data else None,
     )  # fmt: skip
     callbacks = [pruner, *reg_callbacks]  # regularizers after pruning: they rescale the pruned weights
     train(

@@ -51,13 +51,17 @@ class Checkpoint:
             )
         arch = self.architecture
         model = build_model(arch["model"], arch["input_shape"], arch["num_classes"])
-        model.load_state_dict(self.state_dict)
+        # sparse (CSR) weights, as a compacted checkpoint stores them, load as dense ones
+        model.load_state_dict({k: v.to_dense() if v.layout != torch.strided else v for k, v in self.state_dict.items()})
         return model
 
 
 def _digest_update(h, value) -> None:
     """Feed a value made of dicts, lists, tensors and JSON scalars into `h`, canonically."""
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor) and value.layout == torch.sparse_csr:  # compacted sparse checkpoints
+        h.update(f"CSR{tuple(value.shape)}".encode())
+        _digest_update(h, [value.crow_indices(), value.col_indices(), value.values()])
+    elif isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -186,6 +190,8 @@ def _safe_hash(obj: Mapping) -> str | None:
 def check_finite(state: Mapping[str, torch.Tensor], path) -> None:
     """Raise a CheckpointError naming the first tensor holding NaN or infinite values."""
     for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.layout == torch.sparse_csr:
+            t = t.values()
         if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise CheckpointError(

@@ -22,7 +22,11 @@ _KEY = re.compile(r"^(?P<layer>.+?)[._](?P<role>fc|conv|bn)\.(?P<attr>[A-Za-z_]+
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+    if isinstance(t, torch.Tensor):
+        if t.layout != torch.strided:  # CSR weights of a compacted sparse checkpoint
+            t = t.to_dense()
+        return t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=np.float64)
 
 
 def layers_from_state_dict(

@@ -19,7 +19,7 @@ from nnclust.storage import paths
 
 NORMALIZE_EXPERIMENT = "normalize_model"
 # Experiments whose runs derive a model from a parent (info parent, normalizer, checkpoint_sha256).
-DERIVED_EXPERIMENTS = (NORMALIZE_EXPERIMENT, "mix_models")
+DERIVED_EXPERIMENTS = (NORMALIZE_EXPERIMENT, "mix_models", "compact_model")
 TRAIN_EXPERIMENT = "train_model"
 # Metrics shown in the text and drawing, in this order, with their short names.
 KEY_METRICS = {"loss": "loss", "accuracy": "acc", "mse": "mse", "hidden_neurons": "units", "sparsity": "sparsity",

@@ -1,17 +1,24 @@
-"""Pruning: sparsity schedules and magnitude criteria."""
+"""Pruning: sparsity schedules, scopes and the criteria that score weights."""
 
-from nnclust.pruning.magnitude import SCOPES, magnitude_masks, sparsity_of
+from nnclust.pruning.criteria import CRITERIA, Criterion, InputStats, activation_stats, criterion_masks
+from nnclust.pruning.magnitude import SCOPES, magnitude_masks, masks_from_scores, sparsity_of
 from nnclust.pruning.schedules import SCHEDULES, polynomial_sparsity
 
 # The `pruning` config section of training, off by default. Zhu & Gupta's schedule runs
 # over `num_pruning_epochs` epochs followed by `num_finetune_epochs` at the final
 # sparsity (0: the window ends on the last epoch); 0 epochs and sparsity 0 mean no pruning.
+# `criterion` scores the weights (magnitude: |w|); criteria that need data read the
+# activations of the first `criterion_samples` training examples; `keep_last_dense`
+# leaves the output layer unpruned.
 PRUNING_DEFAULTS = {
     "final_sparsity": 0.0,
     "num_pruning_epochs": 0,
     "scope": "layer",
     "schedule": "polynomial",
     "num_finetune_epochs": 0,
+    "criterion": "magnitude",
+    "criterion_samples": 1024,
+    "keep_last_dense": False,
 }
 
 
@@ -20,10 +27,16 @@ def schedule(name: str):
 
 
 __all__ = [
+    "CRITERIA",
     "PRUNING_DEFAULTS",
     "SCHEDULES",
     "SCOPES",
+    "Criterion",
+    "InputStats",
+    "activation_stats",
+    "criterion_masks",
     "magnitude_masks",
+    "masks_from_scores",
     "polynomial_sparsity",
     "schedule",
     "sparsity_of",

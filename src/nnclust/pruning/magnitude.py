@@ -1,22 +1,82 @@
-"""Magnitude pruning: masks that keep the largest |w|, globally or per layer."""
+"""Masks from scores: keep the highest-scoring weights, globally or per layer. Magnitude
+pruning is the case score = |w|; `nnclust.pruning.criteria` supplies the other scores."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 
 from nnclust.core.registry import Registry
 
+_INF = float("inf")
 
-def _prune_smallest(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Bool keep-mask zeroing the round(sparsity * n) smallest scores (ties by position)."""
+
+def _prune_smallest(scores: torch.Tensor, sparsity: float, tiebreak: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool keep-mask zeroing the round(sparsity * n) smallest scores.
+
+    Ties go by `tiebreak` (smallest first) when given, then by position. A score of +inf
+    marks a weight that may not be pruned: when fewer weights are eligible than the
+    sparsity asks for, all eligible ones go and the rest stay.
+    """
     n_prune = int(round(sparsity * scores.numel()))
     keep = torch.ones(scores.numel(), dtype=torch.bool)
     if n_prune:
-        order = torch.argsort(scores.flatten(), stable=True)
-        keep[order[:n_prune]] = False
+        flat = scores.flatten()
+        if tiebreak is None:
+            order = torch.argsort(flat, stable=True)
+        else:
+            order = torch.argsort(tiebreak.flatten(), stable=True)
+            order = order[torch.argsort(flat[order], stable=True)]
+        eligible = int((flat != _INF).sum())
+        keep[order[: min(n_prune, eligible)]] = False
     return keep
+
+
+def masks_from_scores(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    scope: str = "layer",
+    previous: Mapping[str, torch.Tensor] | None = None,
+    tiebreak: Mapping[str, torch.Tensor] | None = None,
+    dense: Collection[str] = (),
+) -> dict[str, torch.Tensor]:
+    """Bool masks (True = kept), shaped like `scores`, removing the lowest-scoring
+    fraction `sparsity` of the weights.
+
+    ``scope="layer"`` prunes each tensor to `sparsity`; ``"global"`` ranks all scores
+    together. Weights removed by `previous` masks stay removed (they rank first), so
+    pruning is monotone as a schedule raises the sparsity. Tensors named in `dense` are
+    not pruned (their masks keep what `previous` kept) and do not count towards the
+    sparsity of the others.
+    """
+    by_scope = SCOPES[scope]
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    previous = previous or {}
+    unknown = sorted(set(dense) - set(scores))
+    if unknown:
+        raise ValueError(f"dense tensors {unknown} are not among the scored ones {list(scores)}")
+    flat, ties = {}, {}
+    for name, s in scores.items():
+        if name in dense:
+            continue
+        s = s.detach().flatten().double().cpu()
+        if name in previous:
+            s = torch.where(previous[name].flatten().cpu(), s, torch.full_like(s, -1.0))
+        flat[name] = s
+        if tiebreak is not None:
+            ties[name] = tiebreak[name].detach().flatten().double().cpu()
+    keep = by_scope(flat, sparsity, ties or None) if flat else {}
+    out = {}
+    for name, s in scores.items():
+        if name in keep:
+            out[name] = keep[name].reshape(s.shape)
+        elif name in previous:
+            out[name] = previous[name].cpu().bool().clone()
+        else:
+            out[name] = torch.ones(s.shape, dtype=torch.bool)
+    return out
 
 
 def magnitude_masks(
@@ -25,33 +85,20 @@ def magnitude_masks(
     scope: str = "layer",
     previous: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Bool masks (True = kept) with a fraction `sparsity` of weights removed.
-
-    ``scope="layer"`` prunes each tensor to `sparsity`; ``"global"`` ranks all
-    weights together. Weights removed by `previous` masks stay removed, so pruning
-    is monotone as the schedule raises the sparsity.
-    """
-    by_scope = SCOPES[scope]
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    previous = previous or {}
-    scores = {}
-    for name, w in weights.items():
-        s = w.detach().abs().flatten().double().cpu()
-        if name in previous:
-            s = torch.where(previous[name].flatten().cpu(), s, torch.full_like(s, -1.0))
-        scores[name] = s
-    return {n: keep.reshape(weights[n].shape) for n, keep in by_scope(scores, sparsity).items()}
+    """Bool masks (True = kept) with the fraction `sparsity` of smallest |w| removed
+    (`masks_from_scores` with score |w|)."""
+    return masks_from_scores({n: w.detach().abs() for n, w in weights.items()}, sparsity, scope, previous)
 
 
-def _layer_scope(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def _layer_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
     """Each tensor pruned to `sparsity` on its own."""
-    return {n: _prune_smallest(s, sparsity) for n, s in scores.items()}
+    return {n: _prune_smallest(s, sparsity, None if tiebreak is None else tiebreak[n]) for n, s in scores.items()}
 
 
-def _global_scope(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def _global_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
     """All scores ranked together: layers end up with different sparsities."""
-    keep = _prune_smallest(torch.cat(list(scores.values())), sparsity)
+    ties = None if tiebreak is None else torch.cat([tiebreak[n] for n in scores])
+    keep = _prune_smallest(torch.cat(list(scores.values())), sparsity, ties)
     out, i = {}, 0
     for n, s in scores.items():
         out[n] = keep[i : i + s.numel()]
@@ -59,7 +106,8 @@ def _global_scope(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[s
     return out
 
 
-# Scope name -> f(flat scores by tensor name, sparsity) -> flat keep-masks by tensor name.
+# Scope name -> f(flat scores by tensor name, sparsity, flat tie-breaks or None) -> flat
+# keep-masks by tensor name.
 SCOPES = Registry("pruning scope", {"global": _global_scope, "layer": _layer_scope})
 
 

@@ -23,13 +23,15 @@ RUN_DIRS = {
     "clustering_factors": "factor_runs",
     "forgetting": "forgetting_runs",
     "mix_models": "mixed_models",
+    "compact_model": "compacted_models",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
 NORMALIZED_MODEL = "normalized_model.pt"
 MIXED_MODEL = "mixed_model.pt"
+COMPACTED_MODEL = "compacted_model.pt"
 # Checkpoints a run may hold, the one a model reference picks first.
-MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL, NORMALIZED_MODEL, MIXED_MODEL)
+MODEL_ARTIFACTS = (PRUNED_MODEL, UNPRUNED_MODEL, NORMALIZED_MODEL, MIXED_MODEL, COMPACTED_MODEL)
 TRAINING_CURVES = "training_curves.png"
 FORGETTING_PLOT = "forgetting.png"
 # The whole training state, rewritten every few epochs, for resuming a stopped run.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from nnclust.nets.registry import layer_modules
-from nnclust.pruning import magnitude_masks, schedule, sparsity_of
+from nnclust.pruning import CRITERIA, activation_stats, criterion_masks, schedule, sparsity_of
 from nnclust.pruning.mask_types import check_masks
 
 
@@ -26,11 +26,15 @@ def apply_masks(model, masks) -> None:
 
 
 class MagnitudePruning:
-    """Prune by magnitude along a sparsity schedule at each epoch end, and keep pruned
-    weights at zero after every optimizer step.
+    """Prune along a sparsity schedule at each epoch end, and keep pruned weights at
+    zero after every optimizer step.
 
-    ``on_prune_start(state)`` (if given) runs once, just before the first weights
-    are removed, so the dense network can be saved.
+    The weights are scored by `criterion` (a `nnclust.pruning.CRITERIA` name; magnitude,
+    |w|, by default). A criterion that needs data reads the activations of `data` (a
+    batch of inputs, e.g. the first training examples) at each pruning step.
+    ``keep_last_dense`` leaves the output layer unpruned. ``on_prune_start(state)`` (if
+    given) runs once, just before the first weights are removed, so the dense network
+    can be saved.
     """
 
     def __init__(
@@ -41,6 +45,9 @@ class MagnitudePruning:
         schedule_name: str = "polynomial",
         on_prune_start: Callable | None = None,
         num_finetune_epochs: int = 0,
+        criterion: str = "magnitude",
+        data: torch.Tensor | None = None,
+        keep_last_dense: bool = False,
     ):
         self.final_sparsity = final_sparsity
         self.num_pruning_epochs = num_pruning_epochs
@@ -48,6 +55,11 @@ class MagnitudePruning:
         self.scope = scope
         self.schedule = schedule(schedule_name)
         self.on_prune_start = on_prune_start
+        self.criterion = criterion
+        if CRITERIA[criterion].needs_data and (data is None or len(data) == 0):
+            raise ValueError(f"pruning criterion {criterion!r} scores weights by activations and needs a data batch")
+        self.data = data
+        self.keep_last_dense = keep_last_dense
         self.masks: dict[str, torch.Tensor] = {}
 
     def apply(self, model) -> None:
@@ -74,7 +86,11 @@ class MagnitudePruning:
         if target > 0:
             if not self.masks and self.on_prune_start is not None:
                 self.on_prune_start(state)
-            self.masks = magnitude_masks(prunable_weights(state.model), target, self.scope, self.masks)
+            stats = activation_stats(state.model, self.data) if CRITERIA[self.criterion].needs_data else None
+            self.masks = criterion_masks(
+                prunable_weights(state.model), target, self.criterion, self.scope, self.masks, stats,
+                self.keep_last_dense,
+            )  # fmt: skip
             self.apply(state.model)
         state.metrics["sparsity"] = sparsity_of(self.masks) if self.masks else 0.0
 
