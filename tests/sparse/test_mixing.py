@@ -42,3 +42,25 @@ def test_mismatched_architectures_are_clear_errors():
         mix([A, {"w": torch.ones(4)}])
     with pytest.raises(MixError, match="at least two models"):
         mix([A])
+
+
+def test_maav_importances_weight_the_mix_and_biases_fall_back_to_magnitude():
+    from nnclust.nets.registry import build_model
+    from nnclust.sparse.selection import SelectionError, criterion_scores
+
+    torch.manual_seed(0)
+    a, b = (build_model({"name": "mlp", "hidden": [5]}, (3,), 2) for _ in range(2))
+    x = torch.rand(40, 3)
+    imps = [criterion_scores(m, "maav", x) for m in (a, b)]
+    assert set(imps[0]) == {"layer0.fc.weight", "layer1.fc.weight"}
+    # maav = |w| * mean |input|: for the first layer the inputs are x itself
+    expected = a.layer0.fc.weight.detach().abs().double() * x.abs().mean(0).double()
+    assert torch.allclose(imps[0]["layer0.fc.weight"], expected)
+    out = mix([a.state_dict(), b.state_dict()], "weighted", importances=imps)
+    wa, wb = a.layer0.fc.weight.detach(), b.layer0.fc.weight.detach()
+    ia, ib = imps[0]["layer0.fc.weight"].float(), imps[1]["layer0.fc.weight"].float()
+    assert torch.allclose(out["layer0.fc.weight"], (ia * wa + ib * wb) / (ia + ib))
+    ba, bb = a.layer0.fc.bias.detach(), b.layer0.fc.bias.detach()
+    assert torch.allclose(out["layer0.fc.bias"], (ba.abs() * ba + bb.abs() * bb) / (ba.abs() + bb.abs()))
+    with pytest.raises(SelectionError, match="pass a data batch"):
+        criterion_scores(a, "maav")

@@ -1,8 +1,9 @@
 """Combining models of one architecture into one (Sparana's model mixer).
 
 All functions take state dicts (name -> tensor) and return a new one; the inputs are
-not modified. `importances` are per-entry scores shaped like the tensors (|w| by
-default; MAAV or any other statistic where the caller has data).
+not modified. `importances` are per-entry scores shaped like the tensors (|w| where
+none is given; MAAV or any other criterion with
+`nnclust.sparse.selection.criterion_scores`).
 
 - ``average``: the entry-wise mean.
 - ``weighted``: sum_m s_m w_m / sum_m s_m with s_m the importance of model m's entry
@@ -54,12 +55,18 @@ def average(states, importances=None, keep=0.5):
     return out
 
 
+def _importance(importances, states, m: int, name: str) -> torch.Tensor:
+    """Model m's importance of tensor `name`: the given one, else |w| (e.g. for biases,
+    which activation-based criteria do not score)."""
+    given = None if importances is None else importances[m].get(name)
+    return states[m][name].abs() if given is None else given
+
+
 def weighted(states, importances=None, keep=0.5):
-    importances = importances or [{k: v.abs() for k, v in s.items()} for s in states]
     out = {k: v.clone() for k, v in states[0].items()}
     for name in _float_names(states[0]):
         w = torch.stack([s[name] for s in states])
-        imp = torch.stack([i[name].to(w.dtype) for i in importances])
+        imp = torch.stack([_importance(importances, states, m, name).to(w.dtype) for m in range(len(states))])
         total = imp.sum(0)
         mixed = (imp * w).sum(0) / torch.where(total > 0, total, torch.ones_like(total))
         out[name] = torch.where(total > 0, mixed, w.mean(0))
@@ -77,10 +84,9 @@ def _percentile(t: torch.Tensor) -> torch.Tensor:
 def rank_and_zero(states, importances=None, keep=0.5):
     if not 0 < keep <= 1:
         raise MixError(f"keep must be in (0, 1], got {keep!r}")
-    importances = importances or [{k: v.abs() for k, v in s.items()} for s in states]
     out = {k: v.clone() for k, v in states[0].items()}
     for name in _float_names(states[0]):
-        ranks = torch.stack([_percentile(i[name]) for i in importances])
+        ranks = torch.stack([_percentile(_importance(importances, states, m, name)) for m in range(len(states))])
         best, which = ranks.max(0)  # ties go to the earlier model
         w = torch.stack([s[name] for s in states])
         picked = w.gather(0, which.unsqueeze(0)).squeeze(0)
@@ -117,5 +123,8 @@ def mix(states: Sequence[Mapping[str, torch.Tensor]], method: str = "average", i
     if importances is not None:
         if len(importances) != len(states):
             raise MixError(f"got {len(importances)} importance dicts for {len(states)} models")
-        check_same_architecture([{k: v for k, v in i.items()} for i in importances])
+        for m, imp in enumerate(importances):
+            odd = sorted(k for k, v in imp.items() if k not in states[m] or tuple(v.shape) != tuple(states[m][k].shape))
+            if odd:
+                raise MixError(f"importances of model {m} do not fit its tensors: {odd}")
     return fn(states, importances, keep)

@@ -131,6 +131,21 @@ def magnitude_scores(model: torch.nn.Module, names) -> dict[str, torch.Tensor]:
     return {n: params[n].detach().abs() for n in names}
 
 
+def criterion_scores(model: torch.nn.Module, criterion: str, x: torch.Tensor | None = None) -> dict:
+    """Per-entry scores of every fc/conv weight by a pruning criterion of
+    `nnclust.pruning.criteria.CRITERIA` (``magnitude``, ``mav``, ``maav``, ...); those that
+    read activations need the data batch `x`."""
+    from nnclust.nets.validate import layer_modules
+    from nnclust.pruning.criteria import CRITERIA, activation_stats
+
+    crit = CRITERIA[criterion]
+    if crit.needs_data and x is None:
+        raise SelectionError(f"criterion {criterion!r} scores weights by their activations: pass a data batch x")
+    stats = activation_stats(model, x) if crit.needs_data else {}
+    weights = {f"{m.linear_key}.weight": m.linear.weight for m in layer_modules(model)}
+    return {name: crit.score(w.detach().double().cpu(), stats.get(name)) for name, w in weights.items()}
+
+
 def gradient_scores(model: torch.nn.Module, names, x, y, loss_fn) -> dict[str, torch.Tensor]:
     """|dL/dw| of one batch (x, y) under `loss_fn(out, y)`."""
     params = dict(model.named_parameters())
