@@ -97,7 +97,7 @@ def test_a_stopped_run_resumes_to_the_same_numbers(sig, tmp_path, reference):
     if sig == signal.SIGKILL:
         assert status == "RUNNING"  # nothing could record the end; runs_table shows it DIED later
     else:
-        assert status == "INTERRUPTED" and proc.returncode == 130 and "resume=" in stderr
+        assert status == "INTERRUPTED" and proc.returncode == 130 and "resume=" in stderr, stderr[-3000:]
     stopped_at = load_checkpoint(folder / paths.RESUME_STATE).extra["train"]["epoch"]
     assert kill_at <= stopped_at < CONFIG["epochs"] - 1
     resumed = run_in_process(

@@ -153,3 +153,22 @@ def test_version_1_checkpoints_without_a_hash_still_load(tmp_path):
     torch.save(payload, tmp_path / "v1.pt")
     ckpt = load_checkpoint(tmp_path / "v1.pt")
     assert all(torch.equal(ckpt.state_dict[k], v) for k, v in model.state_dict().items())
+
+
+def test_an_interrupt_while_saving_stays_an_interrupt_and_leaves_no_file(tmp_path, monkeypatch):
+    # torch.save's zip writer fails on closing after an interrupt; the interrupt must win
+    real_save = torch.save
+
+    def interrupted_save(obj, f, *args, **kwargs):
+        try:
+            raise KeyboardInterrupt("signal 15")
+        finally:
+            raise RuntimeError("unexpected pos while closing the zip writer")
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        save_checkpoint(tmp_path / "m.pt", _cnn(), ARCH)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+    monkeypatch.setattr(torch, "save", real_save)
+    save_checkpoint(tmp_path / "m.pt", _cnn(), ARCH)
+    assert load_checkpoint(tmp_path / "m.pt").architecture == ARCH

@@ -118,10 +118,27 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None and interrupt is not exc:
+            # An interrupt (Ctrl-C, SIGTERM) in the middle of torch.save makes its zip
+            # writer fail on closing, and that error would hide the interrupt: a stopped
+            # run would be recorded as FAILED instead of INTERRUPTED.
+            raise interrupt from None
         raise
     return path
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that `exc` is, or was raised while handling, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__context__
+    return None
 
 
 def _unreadable(path: Path, exc: Exception) -> CheckpointError:
