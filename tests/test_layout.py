@@ -87,3 +87,15 @@ def test_weight_layers_and_graphs_do_not_need_torch():
             or (isinstance(n, ast.ImportFrom) and (n.module or "").startswith("torch"))
             for n in top_level
         ), rel
+
+
+def test_every_run_folder_is_ignored_by_git_and_cleaned_by_make():
+    from nnclust.storage.paths import RUN_DIRS
+
+    root = SRC.parents[1]
+    ignored = (root / ".gitignore").read_text().split()
+    makefile = (root / "Makefile").read_text()
+    clean = makefile[makefile.index("clean-runs:") :].split("\n\n")[0].split()
+    for folder in RUN_DIRS.values():
+        assert f"/{folder}/" in ignored, folder
+        assert folder in clean, folder
