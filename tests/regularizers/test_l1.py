@@ -17,7 +17,7 @@ def test_l1_term_is_lambda_times_the_weight_l1_norm_and_skips_biases():
     state = _State(model)
     term = reg.loss_term(state)
     expected = 0.5 * (model.layer0.fc.weight.abs().sum() + model.layer1.fc.weight.abs().sum())
-    assert float(term) == pytest.approx(float(expected))
+    assert float(term.detach()) == pytest.approx(float(expected.detach()))
     term.backward()
     # d/dw of lam |w| is lam sign(w); biases get no gradient from the penalty
     torch.testing.assert_close(model.layer0.fc.weight.grad, 0.5 * model.layer0.fc.weight.sign())

@@ -87,3 +87,17 @@ def test_training_the_sub_model_and_merging_back_keeps_or_improves_the_loss(prun
     full_after = evaluate(out["model"], data.x_train, data.y_train)[0]
     assert full_after < full_before
     assert out["accuracy_merged"] == pytest.approx(out["accuracy_sub_model"], abs=1e-9)  # exact for m = 1
+
+
+def test_gaussian_unit_choice_is_seeded_and_leans_to_the_important_units():
+    from nnclust.sparse.vulcanizer import choose_units
+
+    importance = np.arange(200.0)  # unit 199 is the most important
+    picks = [choose_units(importance, 10, "gaussian", seed=s, width=0.1) for s in range(5)]
+    assert all(p.size == 10 and np.unique(p).size == 10 for p in picks)
+    assert np.array_equal(picks[0], choose_units(importance, 10, "gaussian", seed=0, width=0.1))
+    assert not np.array_equal(picks[0], picks[1])
+    assert np.mean([p.mean() for p in picks]) > 170  # within the top ~15% on average
+    assert choose_units(importance, 3, "max").tolist() == [197, 198, 199]
+    with pytest.raises(VulcanizerError, match="unknown unit rule"):
+        choose_units(importance, 3, "median")
