@@ -23,7 +23,7 @@ def test_l1_term_is_lambda_times_the_weight_l1_norm_and_skips_biases():
     torch.testing.assert_close(model.layer0.fc.weight.grad, 0.5 * model.layer0.fc.weight.sign())
     assert model.layer0.fc.bias.grad is None
     reg.on_epoch_end(state)
-    assert state.metrics["l1_term"] == pytest.approx(float(expected))
+    assert state.metrics["l1_term"] == pytest.approx(float(expected.detach()))
 
 
 def test_l1_config_errors():
