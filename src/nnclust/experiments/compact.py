@@ -11,11 +11,11 @@ from nnclust.core.constraints import Check, Interval, Options
 from nnclust.data import load_dataset
 from nnclust.experiments import cluster, train
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.experiments.normalize import _parent_run, data_source, sha256
 from nnclust.nets.checkpoint import save_checkpoint
 from nnclust.nets.layers import mlp_from_layers
 from nnclust.sparse import FORMATS, compact, mlp_layers, model_nbytes, output_accuracy, outputs, time_inference
 from nnclust.storage import paths
+from nnclust.storage.lineage import data_source, parent_record, sha256
 from nnclust.storage.refs import load_model_ref
 
 __all__ = ["CONSTRAINTS", "DTYPES", "compact_job"]
@@ -98,7 +98,7 @@ def compact_job(
     add_artifact(run, tmp, paths.COMPACTED_MODEL)
     info = getattr(run, "info", None)
     if info is not None:  # lineage as the normalizers record it, so the evolution tree shows this model
-        info["parent"] = {"ref": str(model), "run": _parent_run(str(model)), "sha256": sha256(path)}
+        info["parent"] = parent_record(model, path)
         info["normalizer"] = {"name": f"compact:{format}", "options": {"dtype": dtype}}
         info["checkpoint_sha256"] = sha256(tmp / paths.COMPACTED_MODEL)
         info["data"] = source

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from nnclust.core.constraints import Check, Interval, Options
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.experiments.normalize import _parent_run, sha256
 from nnclust.nets.checkpoint import save_checkpoint
 from nnclust.sparse.mixing import MIXERS, MixError, mix
 from nnclust.storage import paths
+from nnclust.storage.lineage import parent_record, sha256
 from nnclust.storage.refs import load_model_ref
 
 CONSTRAINTS = {
@@ -38,9 +38,7 @@ def mix_job(run, models: list, method: str, keep: float) -> dict:
     tmp = scratch("mix-")
     save_checkpoint(tmp / paths.MIXED_MODEL, model, first.architecture)
     add_artifact(run, tmp, paths.MIXED_MODEL)
-    parents = [
-        {"ref": str(m), "run": _parent_run(str(m)), "sha256": sha256(path)} for m, (path, _) in zip(models, loaded)
-    ]
+    parents = [parent_record(m, path) for m, (path, _) in zip(models, loaded)]
     info = getattr(run, "info", None)
     if info is not None:
         info["parents"] = parents

@@ -10,9 +10,6 @@ rebuilt from the run store alone.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,9 +24,10 @@ from nnclust.nets.layers import extract_layers, mlp_from_layers
 from nnclust.nets.rnn import is_recurrent
 from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, model_metrics, normalize
 from nnclust.storage import paths
-from nnclust.storage.refs import load_model_ref, mongo_run
+from nnclust.storage.lineage import data_source, parent_record, sha256
+from nnclust.storage.refs import load_model_ref
 
-__all__ = ["CONSTRAINTS", "SPARSITY_TOL", "check_config", "data_source", "normalize_job"]
+__all__ = ["CONSTRAINTS", "SPARSITY_TOL", "check_config", "normalize_job"]
 
 CONSTRAINTS = {
     "model": Check(
@@ -50,53 +48,6 @@ def check_config(config) -> None:
     """The normalizer's options, checked before a run exists (ConfigError naming each)."""
     if config.get("normalizer") in NORMALIZERS:
         check_options(config["normalizer"], plain(config.get("options") or {}))
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _run_folder_of(ref: str) -> Path | None:
-    """The run folder a reference names: the folder itself, or the folder holding the file."""
-    p = Path(ref)
-    for cand in (p, p.parent):
-        if cand.is_dir() and (cand / "run.json").is_file():
-            return cand
-    return None
-
-
-def _source_from(info: dict) -> dict | None:
-    # Training and normalize runs record their data source in info["data"]. Runs from
-    # before that have none: their split seed was Sacred's per-function seed, which the
-    # config does not hold, so guessing it would mix training data into the probe.
-    return dict(info["data"]) if info.get("data") else None
-
-
-def data_source(ref: str) -> dict | None:
-    """Where the model `ref` was trained: ``{"dataset": spec, "data_root": str,
-    "split_seed": int}`` from the ``data`` info of its run (training or normalize), or
-    None for a plain file or a run without it."""
-    ref = str(ref)
-    if ref.startswith("mongo:"):
-        _, doc = mongo_run(ref)
-        return _source_from(doc.get("info") or {})
-    folder = _run_folder_of(ref)
-    if folder is None:
-        return None
-    read = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
-    # A folder store keeps a run's info in info.json (MongoDB in the run document).
-    return _source_from(read("info.json"))
-
-
-def _parent_run(ref: str) -> str | None:
-    if ref.startswith("mongo:"):
-        return ref
-    folder = _run_folder_of(ref)
-    return None if folder is None else str(folder)
 
 
 def _module(ckpt: Checkpoint):
@@ -169,7 +120,7 @@ def normalize_job(
     tmp = scratch("normalize-")
     save_checkpoint(tmp / paths.NORMALIZED_MODEL, result.model, result.architecture, result.masks)
     add_artifact(run, tmp, paths.NORMALIZED_MODEL)
-    parent_ref = {"ref": str(model), "run": _parent_run(str(model)), "sha256": sha256(path)}
+    parent_ref = parent_record(model, path)
     info = getattr(run, "info", None)
     if info is not None:
         info["parent"] = parent_ref

@@ -1,0 +1,69 @@
+"""Lineage of derived models: where a model came from and what it was trained on.
+
+Derived-model runs (normalize, compact, mix) record ``parent`` (the reference, its run,
+and the sha256 of the parent checkpoint), their own ``checkpoint_sha256``, and ``data``
+(the data source of the training run), so that trees and probes are rebuilt from the
+run store alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from nnclust.storage.refs import mongo_run
+
+
+def sha256(path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _run_folder_of(ref: str) -> Path | None:
+    """The run folder a reference names: the folder itself, or the folder holding the file."""
+    p = Path(ref)
+    for cand in (p, p.parent):
+        if cand.is_dir() and (cand / "run.json").is_file():
+            return cand
+    return None
+
+
+def _source_from(info: dict) -> dict | None:
+    # Training and normalize runs record their data source in info["data"]. Runs from
+    # before that have none: their split seed was Sacred's per-function seed, which the
+    # config does not hold, so guessing it would mix training data into the probe.
+    return dict(info["data"]) if info.get("data") else None
+
+
+def data_source(ref: str) -> dict | None:
+    """Where the model `ref` was trained: ``{"dataset": spec, "data_root": str,
+    "split_seed": int}`` from the ``data`` info of its run (training or normalize), or
+    None for a plain file or a run without it."""
+    ref = str(ref)
+    if ref.startswith("mongo:"):
+        _, doc = mongo_run(ref)
+        return _source_from(doc.get("info") or {})
+    folder = _run_folder_of(ref)
+    if folder is None:
+        return None
+    read = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
+    # A folder store keeps a run's info in info.json (MongoDB in the run document).
+    return _source_from(read("info.json"))
+
+
+def parent_run(ref: str) -> str | None:
+    """The run a model reference lies in (its folder, or the mongo reference), or None."""
+    if ref.startswith("mongo:"):
+        return ref
+    folder = _run_folder_of(ref)
+    return None if folder is None else str(folder)
+
+
+def parent_record(ref, path) -> dict:
+    """The ``parent`` info of a model derived from `ref` (resolved to checkpoint `path`)."""
+    return {"ref": str(ref), "run": parent_run(str(ref)), "sha256": sha256(path)}
