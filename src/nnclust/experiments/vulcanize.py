@@ -18,6 +18,7 @@ from torch import nn
 
 from nnclust.data import Dataset
 from nnclust.nets.layers import extract_layers, mlp_from_layers
+from nnclust.nets.weight_layer import mlp_forward
 from nnclust.sparse.selection import ParameterSelector
 from nnclust.sparse.vulcanizer import forward_below, make_split, mean_unit_masks, merge, project, unit_importance
 from nnclust.structure.transforms import fold_batch_norm_into_layers
@@ -35,14 +36,6 @@ class _WithOffset(nn.Module):
         return self.sub(x[:, : self.n_features]) + x[:, self.n_features :]
 
 
-def _np_forward(layers, x):
-    for i, lay in enumerate(layers):
-        x = x @ lay.weight.T + lay.bias
-        if i < len(layers) - 1:
-            x = np.maximum(x, 0.0)
-    return x
-
-
 def vulcanize(model: nn.Module, data: Dataset, k: int, m: int, epochs: int, optimizer: dict, batch_size: int = 64,
               rule: str = "max", train_mean_units: bool = False, seed: int = 0) -> dict:  # fmt: skip
     """Returns the merged model and the accuracies of the full model before the split,
@@ -56,7 +49,7 @@ def vulcanize(model: nn.Module, data: Dataset, k: int, m: int, epochs: int, opti
     def inputs(x: torch.Tensor) -> torch.Tensor:
         xs = x.flatten(1).double().numpy()
         feats = forward_below(layers, split, xs)
-        offset = _np_forward(layers, xs) - _np_forward(sub, feats)
+        offset = mlp_forward(layers, xs)[0] - mlp_forward(sub, feats)[0]
         return torch.from_numpy(np.concatenate([feats, offset], axis=1)).float()
 
     sub_data = Dataset(f"{data.name}-sub", inputs(data.x_train), data.y_train, inputs(data.x_test), data.y_test,

@@ -50,3 +50,18 @@ class WeightLayer:
 
     def with_weight(self, weight: np.ndarray, bn_scale: np.ndarray | None = None) -> "WeightLayer":
         return replace(self, weight=weight, bn_scale=self.bn_scale if bn_scale is None else bn_scale)
+
+
+def mlp_forward(layers, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(outputs (n, n_out), hidden activations [(n, width_g)]) of fc weight layers (batch
+    norm folded) on inputs `x` (n, ...), flattened to (n, n_in): ReLU after every layer
+    but the last, a missing bias read as zero; float64 throughout. The numpy forward pass
+    that analyses of weight layers share."""
+    h = np.asarray(x, np.float64).reshape(len(x), -1)
+    hidden = []
+    for i, lay in enumerate(layers):
+        h = h @ lay.weight.T + (0.0 if lay.bias is None else np.asarray(lay.bias, np.float64))
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+            hidden.append(h)
+    return h, hidden

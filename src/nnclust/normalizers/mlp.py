@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from nnclust.nets.weight_layer import WeightLayer
+from nnclust.nets.weight_layer import mlp_forward as forward
 from nnclust.structure.surgery import fold_and_remove, remove_units
 from nnclust.structure.transforms import relu_rescale_layers
 
@@ -39,19 +40,6 @@ def _check_keeps_units(remove: Sequence[np.ndarray], option: str) -> None:
 
 def _bias(lay: WeightLayer) -> np.ndarray:
     return np.zeros(lay.n_out) if lay.bias is None else np.asarray(lay.bias, np.float64)
-
-
-def forward(layers: Sequence[WeightLayer], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(outputs (n, n_out), hidden activations [(n, width_g)]) of the MLP on inputs
-    `x` (n, ...), flattened to (n, n_in); float64 throughout."""
-    h = np.asarray(x, np.float64).reshape(len(x), -1)
-    hidden = []
-    for i, lay in enumerate(layers):
-        h = h @ lay.weight.T + _bias(lay)
-        if i < len(layers) - 1:
-            h = np.maximum(h, 0.0)
-            hidden.append(h)
-    return h, hidden
 
 
 def _permute_unit(layers: list[WeightLayer], g: int, order: np.ndarray) -> None:

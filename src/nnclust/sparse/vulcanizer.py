@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from nnclust.core import seeding
-from nnclust.nets.weight_layer import WeightLayer
+from nnclust.nets.weight_layer import WeightLayer, mlp_forward
 
 
 class VulcanizerError(ValueError):
@@ -147,20 +147,18 @@ def merge(layers: Sequence[WeightLayer], split: Split, trained: Sequence[WeightL
 
 def forward_below(layers: Sequence[WeightLayer], split: Split, x: np.ndarray) -> np.ndarray:
     """The activations the sub-model reads: the input pushed through layers[:first]."""
-    for lay in list(layers)[: split.first]:
-        x = np.maximum(x @ lay.weight.T + (0 if lay.bias is None else lay.bias), 0.0)
-    return x
+    below = list(layers)[: split.first]
+    if not below:
+        return np.asarray(x, np.float64).reshape(len(x), -1)
+    return np.maximum(mlp_forward(below, x)[0], 0.0)
 
 
 def unit_importance(layers: Sequence[WeightLayer], x: np.ndarray) -> list[np.ndarray]:
     """Per hidden layer: each unit's mean activation on `x` (n, n_in) times the L1 norm of
     its outgoing weights, the size of what it sends on average."""
     layers = list(layers)
-    out = []
-    for lay, nxt in zip(layers[:-1], layers[1:]):
-        x = np.maximum(x @ lay.weight.T + (0 if lay.bias is None else lay.bias), 0.0)
-        out.append(x.mean(axis=0) * np.abs(nxt.weight).sum(axis=0))
-    return out
+    _, hidden = mlp_forward(layers, x)
+    return [h.mean(axis=0) * np.abs(nxt.weight).sum(axis=0) for h, nxt in zip(hidden, layers[1:])]
 
 
 def mean_unit_masks(sub_layers: Sequence[WeightLayer], split: Split) -> dict[str, np.ndarray]:
