@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from nnclust.clustering.kmeans import kmeans, kmeans_plusplus, kmeans_starts
+from nnclust.clustering.kmeans import _Nearest, kmeans, kmeans_plusplus, kmeans_starts
 from nnclust.clustering.spectral import kmeans_labels, ncut, spectral_embedding
 from nnclust.clustering.study import _shuffled_graph
 from nnclust.nets.checkpoint import load_checkpoint
@@ -65,6 +65,21 @@ def test_best_start_is_returned_and_every_start_is_a_lloyd_fixed_point():
     assert inertia.max() > inertia.min() * 1.01  # the starts found different optima
     best_labels, best = kmeans(x, 8, 12, np.random.default_rng(2), tol=0.0)
     assert best == inertia.min() and np.array_equal(best_labels, labels[:, inertia.argmin()])
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_float32_nearest_centre_is_the_exact_one_but_for_near_ties(offset):
+    # Far from the origin |x|^2 dwarfs the distances; the rows are centred before float32.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 7)) + offset
+    centres = x[rng.choice(3000, size=(9, 11))]  # 9 starts, 11 centres each
+    exact = ((x[:, None, None, :] - centres[None]) ** 2).sum(axis=3)  # (n, S, k), float64
+    got = _Nearest(x, 11, 9)(centres)
+    ordered = np.sort(exact, axis=2)
+    clear = ordered[:, :, 1] - ordered[:, :, 0] > 1e-4 * ordered[:, :, 1]
+    assert clear.mean() > 0.99
+    assert np.array_equal(got[clear], exact.argmin(axis=2)[clear])
+    assert np.array_equal(_Nearest(x, 11, 9, np.float64)(centres), exact.argmin(axis=2))
 
 
 def test_kmeans_plusplus_draws_in_proportion_to_squared_distance():
