@@ -44,9 +44,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-from sklearn.cluster import KMeans, SpectralClustering  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from nnclust.clustering.kmeans import kmeans  # noqa: E402
 from nnclust.clustering.spectral import N_INIT, ncut, spectral_cluster, spectral_embedding  # noqa: E402
@@ -101,6 +98,8 @@ def networks():
 
 
 def baseline_ncut(adj, n_init: int) -> float:
+    from sklearn.cluster import SpectralClustering
+
     sc = SpectralClustering(
         K, affinity="precomputed", eigen_solver="arpack", assign_labels="kmeans", n_init=n_init, random_state=SEED
     )
@@ -123,11 +122,15 @@ def ours_ncut(graph, seed: int) -> float:
 
 
 def sklearn_kmeans(emb, seed: int):
+    from sklearn.cluster import KMeans
+
     return KMeans(K, n_init=N_INIT, random_state=seed).fit(emb)
 
 
 def compare(name, layers, shuffles) -> dict:
     """Per-shuffle medians of (a), ours and (b), interleaved shuffle by shuffle."""
+    from tqdm.auto import tqdm
+
     graph = build_graph(layers)
     times = {"a": [], "ours": [], "b": [], "kmeans_ours": [], "kmeans_sklearn": []}
     ncuts = {"a": [], "ours": [], "b": []}
@@ -202,12 +205,18 @@ def fresh_run(args: list[str]) -> tuple[float, float, str]:
 
 
 def probe(mode: str, shuffles: int, jobs: int) -> None:
+    """The fresh-process runs: one clustering, or a study; prints a JSON line with the
+    seconds from process start at which the network was loaded and the work was done."""
+    since_start = time.time() - psutil.Process(os.getpid()).create_time()
+    t0 = time.perf_counter() - since_start
     layers = extract_layers(load_checkpoint(trained("mlp_512x3", [512] * 3)))
+    phases = {"loaded_s": time.perf_counter() - t0}
     if mode == "single":
-        print(cluster_layers(layers, K, SEED)[1].ncut)
+        out = {"ncut": cluster_layers(layers, K, SEED)[1].ncut}
     else:
         s = shuffle_significance(layers, K, shuffles, "all", seed=SEED, n_jobs=jobs, progress=False)
-        print(json.dumps({k: s[k] for k in ("true_ncut", "mean", "std", "z_score", "true_ncut_sd")}))
+        out = {k: s[k] for k in ("true_ncut", "mean", "std", "z_score", "true_ncut_sd")}
+    print(json.dumps({**out, **phases, "done_s": time.perf_counter() - t0}))
 
 
 def gpu_check(shuffles: int, jobs: int, batch_size: int) -> None:
@@ -262,6 +271,8 @@ def main() -> None:
         f"one thread each; ours and (b) {N_INIT} k-means starts; load average {os.getloadavg()[0]:.1f} "
         f"on {os.cpu_count()} cores"
     )
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(1):
         rows = [compare(name, layers, args.shuffles) for name, layers in networks().items()]
     n = args.study_shuffles
@@ -271,7 +282,8 @@ def main() -> None:
     big = next(r for r in rows if r["network"].startswith("784-512x3"))
     print(
         f"{n}-shuffle study of the 784-512x3 net in a fresh process, {args.jobs} workers, {N_INIT} starts on both "
-        f"sides: {wall:.1f} s wall ({single_wall:.1f} s for one clustering alone), peak memory {peak:.0f} MiB with "
+        f"sides: {wall:.1f} s wall (network loaded at {res['loaded_s']:.1f} s; {single_wall:.1f} s for one clustering "
+        f"alone), peak memory {peak:.0f} MiB with "
         f"workers ({single_peak:.0f} MiB for one clustering) | true n-cut {res['true_ncut']:.3f} "
         f"±{res['true_ncut_sd']:.3f}, shuffled {res['mean']:.3f}±{res['std']:.3f}, z {res['z_score']:.2f} | "
         f"(a), one shuffle after another: {(n + 1) * big['median_s_per_shuffle']['a']:.0f} s"
