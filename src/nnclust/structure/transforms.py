@@ -1,6 +1,7 @@
 """Function-preserving transforms of a ReLU network's weights: batch-norm folding and
-ReLU rescaling, on weight arrays (for graphs) and in place on a live module (for
-training with the clusterability regularizer). The one place for both."""
+ReLU rescaling, on weight arrays and on the stored weights of sparse layers (for
+graphs), and in place on a live module (for training with the clusterability
+regularizer). The one place for both."""
 
 from __future__ import annotations
 
