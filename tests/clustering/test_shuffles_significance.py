@@ -113,3 +113,50 @@ def test_every_shuffle_of_a_study_draws_from_its_own_stream():
         np.testing.assert_array_equal(again, made[3])  # the same index and seed repeat the draw
         other_seed = study._shuffled_graph(3, layers, method, 6, False, options, graphs).adjacency.toarray()
         assert not (other_seed.shape == made[3].shape and np.allclose(other_seed, made[3]))
+
+
+def test_all_draws_a_uniform_permutation_of_every_weight():
+    # A uniform permutation of the 12 weights of a 3 x 4 layer with 4 nonzero values
+    # puts each value at each position with probability 1/12, makes a position nonzero
+    # with probability 4/12 and two given positions both nonzero with 4/12 * 3/11.
+    w = np.zeros((3, 4))
+    w.flat[[1, 6, 7, 10]] = [1.0, -2.0, 3.0, 4.0]
+    draws = 6000
+    at = np.zeros((4, 12))  # at[v, p]: draws that put value v at position p
+    both = 0
+    shuffle = SHUFFLES["all"]
+    rng = np.random.default_rng(0)
+    for _ in range(draws):
+        s = shuffle(w, rng)
+        assert np.array_equal(np.sort(s.ravel()), np.sort(w.ravel()))  # the multiset, exactly
+        for v, value in enumerate([1.0, -2.0, 3.0, 4.0]):
+            at[v] += s.ravel() == value
+        both += s.flat[0] != 0 and s.flat[11] != 0
+    # Bounds of about 6 binomial standard deviations.
+    assert np.abs(at / draws - 1 / 12).max() < 0.022
+    assert np.abs(at.sum(axis=0) / draws - 4 / 12).max() < 0.037
+    assert abs(both / draws - 4 / 12 * 3 / 11) < 0.035
+
+
+@pytest.mark.parametrize("name", sorted(SHUFFLES))
+def test_sparse_and_dense_layers_give_the_same_shuffle(name):
+    from nnclust.nets.weight_layer import SparseWeightLayer
+
+    rng = np.random.default_rng(1)
+    gamma, std = rng.uniform(0.5, 2, 6), rng.uniform(0.5, 2, 6)
+    layers = [
+        WeightLayer("c", "conv", sparse_weights(shape=(6, 2, 3, 3)), bn_scale=gamma / std, bn_gamma=gamma, bn_std=std),
+        WeightLayer("f", "fc", sparse_weights(shape=(4, 24)), bn_scale=rng.uniform(0.5, 2, 4)),
+    ]
+    sparse = [SparseWeightLayer.of(lay) for lay in layers]
+    for shuffle_bn in (False, True):
+        a = shuffle_layers(layers, name, np.random.default_rng(7), shuffle_bn)
+        b = shuffle_layers(sparse, name, np.random.default_rng(7), shuffle_bn)
+        c = shuffle_layers(sparse, name, np.random.default_rng(8), shuffle_bn)
+        for x, y, z in zip(a, b, c):
+            assert isinstance(y, SparseWeightLayer) and y.shape == x.weight.shape
+            np.testing.assert_array_equal(y.dense(), x.weight)
+            np.testing.assert_array_equal(y.bn_scale, x.bn_scale)
+            assert not np.array_equal(y.dense(), z.dense())
+        if name == "all":
+            assert all(np.all(np.diff(y.positions) > 0) for y in b)  # drawn in C order

@@ -186,3 +186,21 @@ def test_no_worse_than_scikit_learn_on_a_trained_pruned_mlp(pruned_digits_mlp):
             12, affinity="precomputed", eigen_solver="arpack", assign_labels="kmeans", random_state=0
         ).fit(graph.adjacency)
         assert ours <= ncut(graph.adjacency, sk.labels_) * 1.01
+
+
+def test_bipartite_block_is_the_block_between_the_sides():
+    from nnclust.clustering.spectral import bipartite_block
+
+    a, sides = random_bipartite(40, 30, 0.2, seed=3)
+    rows, cols, b = bipartite_block(a, sides)
+    np.testing.assert_array_equal(b.toarray(), a.toarray()[np.ix_(rows, cols)])
+    assert b.has_canonical_format
+    # stored zeros between two nodes of one side are no edges, on either side
+    coo = a.tocoo()
+    for i, j in [(0, 1), (45, 50)]:  # rows' side, columns' side
+        entries = (np.append(coo.row, [i, j]), np.append(coo.col, [j, i]))
+        zeros = sp.csr_matrix((np.append(coo.data, [0.0, 0.0]), entries), shape=a.shape)
+        assert zeros.nnz == a.nnz + 2
+        np.testing.assert_array_equal(bipartite_block(zeros, sides)[2].toarray(), b.toarray())
+        with pytest.raises(ValueError, match="not a bipartition"):
+            bipartite_block(sp.csr_matrix((np.append(coo.data, [1.0, 1.0]), entries), shape=a.shape), sides)

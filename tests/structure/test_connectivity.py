@@ -56,6 +56,10 @@ def test_io_components_keep_components_joining_inputs_and_outputs():
     group = np.repeat([0, 1, 2], [3, 3, 2])
     keep = io_components(adj, group)
     assert keep.tolist() == [True, False, False, True, False, False, True, False]
+    # the strong components of a symmetric matrix are its undirected ones
+    assert io_components(adj, group, symmetric=True).tolist() == keep.tolist()
+    # one triangle reads as the undirected graph too (without `symmetric`)
+    assert io_components(sp.csr_matrix(sp.tril(adj)), group).tolist() == keep.tolist()
 
 
 def test_sparse_blocks_give_the_same_answers_as_dense_ones():

@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from nnclust.nets.layers import WeightLayer
-from nnclust.structure.graph import GraphError, build_graph, fold_batch_norm, relu_rescale
+from nnclust.structure.graph import GraphError, build_graph
+from nnclust.structure.transforms import fold_batch_norm, relu_rescale
 
 
 def fc(name, w, bn=None):
@@ -150,3 +153,103 @@ def test_pattern_graphs_equal_build_graph(method):
         np.testing.assert_array_equal(fast.keep, slow.keep)
         assert (fast.adjacency != slow.adjacency).nnz == 0 and fast.adjacency.nnz == slow.adjacency.nnz
     assert (graphs.build(layers).adjacency != build_graph(layers).adjacency).nnz == 0
+
+
+def _cnn(rng, bn=True):
+    """conv(1->3, 3x3) -> conv(3->4, 3x3) -> flatten (4 channels x 4 positions) -> fc(16 -> 5) -> fc(5 -> 2),
+    each layer pruned to about half, batch norm after the conv layers."""
+
+    def pruned(shape):
+        return rng.normal(size=shape) * (rng.random(shape) < 0.5)
+
+    def scale(n):
+        return rng.uniform(0.5, 2.0, n) if bn else None
+
+    return [
+        WeightLayer("c0", "conv", pruned((3, 1, 3, 3)), bn_scale=scale(3)),
+        WeightLayer("c1", "conv", pruned((4, 3, 3, 3)), bn_scale=scale(4)),
+        WeightLayer("f0", "fc", pruned((5, 16))),
+        WeightLayer("f1", "fc", pruned((2, 5))),
+    ]
+
+
+def _mlp(rng):
+    layers = []
+    for i, shape in enumerate([(9, 6), (7, 9), (3, 7)]):
+        w = rng.normal(size=shape) * (rng.random(shape) < 0.6)
+        layers.append(fc(f"l{i}", w, bn=rng.uniform(0.5, 2, shape[0]) if i == 1 else None))
+    return layers
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-5, 0.3])
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_sparse_folding_and_rescaling_equal_the_dense_ones(net, eps):
+    from nnclust.nets.weight_layer import SparseWeightLayer
+    from nnclust.structure.transforms import fold_batch_norm_sparse, relu_rescale_sparse, sparse_units
+
+    rng = np.random.default_rng(3)
+    layers = _mlp(rng) if net == "mlp" else _cnn(rng)
+    dense = relu_rescale(fold_batch_norm(layers), eps)
+    sparse = [SparseWeightLayer.of(lay) for lay in layers]
+    units = sparse_units(sparse)
+    values = relu_rescale_sparse(fold_batch_norm_sparse(sparse, units), units, [s.n_out for s in sparse], eps)
+    for s, v, w in zip(sparse, values, dense):
+        np.testing.assert_allclose(v, w.ravel()[s.positions], rtol=1e-13, atol=0)
+        assert np.count_nonzero(w) == s.positions.size  # folding and rescaling keep the zeros
+
+
+def test_sparse_units_read_channels_through_the_flatten():
+    from nnclust.nets.weight_layer import SparseWeightLayer
+    from nnclust.structure.transforms import sparse_units
+
+    rng = np.random.default_rng(0)
+    layers = [SparseWeightLayer.of(lay) for lay in _cnn(rng)]
+    for lay, (rows, cols) in zip(layers, sparse_units(layers)):
+        idx = np.unravel_index(lay.positions, lay.shape)
+        np.testing.assert_array_equal(rows, idx[0])
+        if lay.name == "f0":  # 16 features = 4 channels x 4 positions, channel-major
+            np.testing.assert_array_equal(cols, idx[1] // 4)
+        else:
+            np.testing.assert_array_equal(cols, idx[1])
+
+
+@pytest.mark.parametrize("cnn_nodes", ["full", "conv"])
+@pytest.mark.parametrize("method", ["all", "nonzero", "nonzero_resample"])
+def test_graphs_of_sparse_shuffles_equal_the_graphs_of_their_dense_forms(method, cnn_nodes):
+    from nnclust.clustering.shuffles import shuffle_layers
+    from nnclust.structure.graph import PatternGraphs
+
+    rng = np.random.default_rng(5)
+    for layers in (_mlp(rng), _cnn(rng)):
+        graphs = PatternGraphs(layers, cnn_nodes=cnn_nodes)
+        for seed in range(4):
+            sparse = shuffle_layers(graphs.layers, method, np.random.default_rng(seed), shuffle_bn=True)
+            dense = [lay.dense() for lay in sparse]
+            expected = build_graph(
+                [WeightLayer(s.name, s.kind, w, bn_scale=s.bn_scale) for s, w in zip(sparse, dense)],
+                cnn_nodes=cnn_nodes,
+            )
+            for got in (graphs.build(sparse), build_graph(sparse, cnn_nodes=cnn_nodes)):
+                np.testing.assert_array_equal(got.keep, expected.keep)
+                assert got.group_names == expected.group_names
+                a, b = got.adjacency, expected.adjacency
+                assert a.has_canonical_format and b.has_canonical_format
+                np.testing.assert_array_equal(a.indptr, b.indptr)
+                np.testing.assert_array_equal(a.indices, b.indices)
+                np.testing.assert_allclose(a.data, b.data, rtol=1e-13, atol=0)
+
+
+def test_the_order_of_the_entries_does_not_change_the_graph():
+    from nnclust.nets.weight_layer import SparseWeightLayer
+
+    rng = np.random.default_rng(2)
+    for layers in (_mlp(rng), _cnn(rng)):
+        sparse = [SparseWeightLayer.of(lay) for lay in layers]
+        shuffled_order = []
+        for lay in sparse:
+            perm = rng.permutation(lay.positions.size)
+            shuffled_order.append(replace(lay, positions=lay.positions[perm], values=lay.values[perm]))
+        a, b = build_graph(sparse).adjacency, build_graph(shuffled_order).adjacency
+        assert a.has_canonical_format and b.has_canonical_format
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-13, atol=0)

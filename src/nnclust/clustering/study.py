@@ -38,9 +38,12 @@ def cluster_layers(
 
 
 def _shuffled_graph(i: int, layers, method, seed, shuffle_bn, graph_options, graphs: PatternGraphs | None = None):
+    """The graph of shuffle i of `layers`; `graphs`, when given, was made from `layers`,
+    whose sparse form it holds: shuffles of that are O(nnz), and give the same draw."""
     # Each shuffle draws from its own child stream, so results do not depend on
     # how shuffles are spread over workers or batches.
-    shuffled = shuffle_layers(layers, method, seeding.rng(seed, "shuffle", i), shuffle_bn)
+    source = graphs.layers if graphs is not None else layers
+    shuffled = shuffle_layers(source, method, seeding.rng(seed, "shuffle", i), shuffle_bn)
     try:
         return graphs.build(shuffled) if graphs is not None else build_graph(shuffled, **graph_options)
     except GraphError as exc:

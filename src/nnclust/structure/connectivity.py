@@ -23,9 +23,19 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 
-def io_components(adj: sp.csr_matrix, group: np.ndarray) -> np.ndarray:
-    """Bool mask of nodes whose connected component holds an input and an output node."""
-    _, comp = connected_components(adj, directed=False)
+def io_components(adj: sp.csr_matrix, group: np.ndarray, symmetric: bool = False) -> np.ndarray:
+    """Bool mask of nodes whose connected component holds an input and an output node.
+
+    `adj` is read as undirected: an entry (i, j) joins i and j either way, so one
+    triangle suffices. `symmetric`: the caller guarantees that `adj` is symmetric,
+    whose strong components are then its undirected ones; scipy finds those without
+    the transposed copy that its undirected search makes (0.6 ms against 1.1 ms on a
+    2330-node, 186k-entry graph).
+    """
+    if symmetric:
+        _, comp = connected_components(adj, directed=True, connection="strong")
+    else:
+        _, comp = connected_components(adj, directed=False)
     last = group.max()
     has_in = np.zeros(comp.max() + 1, bool)
     has_out = np.zeros(comp.max() + 1, bool)

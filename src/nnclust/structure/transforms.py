@@ -1,15 +1,17 @@
 """Function-preserving transforms of a ReLU network's weights: batch-norm folding and
-ReLU rescaling, on weight arrays (for graphs) and in place on a live module (for
-training with the clusterability regularizer). The one place for both."""
+ReLU rescaling, on weight arrays and on the stored weights of sparse layers (for
+graphs), and in place on a live module (for training with the clusterability
+regularizer). The one place for both."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from nnclust.nets.weight_layer import WeightLayer
+from nnclust.nets.weight_layer import SparseWeightLayer, WeightLayer
 
 # Incoming L2 norm that `rescale_hidden_units` gives every hidden unit (He-style scale).
 UNIT_NORM = math.sqrt(2.0)
@@ -102,6 +104,57 @@ def relu_rescale(weights: list[np.ndarray], eps: float = NORMALIZE_EPS) -> list[
         weights[i] = w / factor.reshape((-1,) + (1,) * (w.ndim - 1))
         _scale_outgoing(weights, i, factor)
     return weights
+
+
+def sparse_units(layers: Sequence[SparseWeightLayer]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(output unit, input unit) of every stored weight of each sparse layer, int64 (nnz,).
+
+    The input unit is the unit of the previous layer that the weight reads: its input
+    channel for a conv weight (out, in, kh, kw) and, through a conv -> fc flatten (an
+    fc layer reading more features than the conv before it has channels), the channel
+    whose contiguous run of flattened positions holds the weight's input.
+    """
+    out = []
+    prev_channels = None
+    for lay in layers:
+        per_in = int(np.prod(lay.shape[2:], dtype=np.int64))  # kernel positions (1 for fc)
+        stride = lay.n_in * per_in
+        rows = lay.positions // stride
+        cols = lay.positions - rows * stride
+        if per_in > 1:
+            cols //= per_in
+        if len(lay.shape) == 2 and prev_channels is not None and lay.n_in != prev_channels:
+            cols //= lay.n_in // prev_channels
+        out.append((rows, cols))
+        prev_channels = lay.n_out if len(lay.shape) == 4 else None
+    return out
+
+
+def fold_batch_norm_sparse(layers: Sequence[SparseWeightLayer], units) -> list[np.ndarray]:
+    """`fold_batch_norm` on sparse layers: each layer's values times its batch-norm scale
+    at their output unit; `units` from `sparse_units`."""
+    return [
+        lay.values if lay.bn_scale is None else lay.values * lay.bn_scale[rows] for lay, (rows, _) in zip(layers, units)
+    ]
+
+
+def relu_rescale_sparse(
+    values: Sequence[np.ndarray], units, n_out: Sequence[int], eps: float = NORMALIZE_EPS
+) -> list[np.ndarray]:
+    """`relu_rescale` on the stored weights of sparse layers: `values` (one array per
+    layer), their `units` (from `sparse_units`) and each layer's number of output units.
+    The same arithmetic entry by entry; only the order of the sums in the norms
+    differs, so results agree with the dense form to rounding."""
+    if eps < 0:
+        raise ValueError(f"normalize eps must be >= 0, got {eps}")
+    values = list(values)
+    for i in range(len(values) - 1):
+        rows = units[i][0]
+        norms = np.sqrt(np.bincount(rows, weights=values[i] ** 2, minlength=n_out[i]))
+        factor = norms + eps if eps > 0 else np.where(norms > 0, norms, 1.0)
+        values[i] = values[i] / factor[rows]
+        values[i + 1] = values[i + 1] * factor[units[i + 1][1]]
+    return values
 
 
 def relu_rescale_layers(layers: list[WeightLayer]) -> list[WeightLayer]:

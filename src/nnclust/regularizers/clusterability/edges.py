@@ -68,11 +68,12 @@ def _layer_edges(model: nn.Module, masks: dict | None) -> tuple[list, int]:
     """Per layer, its edges (values, rows = output unit, cols = input unit) in row-major
     order and the number of its output units; and the number of input nodes.
 
-    The same arithmetic as `nnclust.structure.graph.fold_batch_norm` + `edge_blocks`, which work on
-    detached numpy arrays; here the values must stay in the autograd graph of the
-    parameters. The graph-equality test pins the two against each other. Zero entries
-    (pruned weights, all-zero kernels, a zero BN scale) are absent edges, as in
-    `nnclust.structure.graph.assemble`; their weights get zero gradient since d|w|/dw = 0 at 0.
+    The same arithmetic as the batch-norm folding and absolute values of
+    `nnclust.structure.graph.graph_edges`, which work on detached numpy arrays; here the
+    values must stay in the autograd graph of the parameters. The graph-equality test
+    pins the two against each other. Zero entries (pruned weights, all-zero kernels, a
+    zero BN scale) are absent edges, as in `nnclust.structure.graph.assemble`; their
+    weights get zero gradient since d|w|/dw = 0 at 0.
     """
     layers = []
     mods = layer_modules(model)
