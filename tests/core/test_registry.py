@@ -1,10 +1,13 @@
 import dataclasses
 import functools
+import importlib
 import pickle
+import pkgutil
 import sys
 
 import pytest
 
+import nnclust
 from nnclust.clustering.shuffles import SHUFFLES
 from nnclust.core.lazy import Lazy, lazy_exports
 from nnclust.core.registry import Registry, UnknownNameError
@@ -148,9 +151,25 @@ def _lazy_parts(entry):
     return []
 
 
-@pytest.mark.parametrize("kind", sorted(ALL))
+def _project_registries() -> dict[str, Registry]:
+    """Every registry of the package (every module imported), by kind."""
+    found = {}
+    for info in pkgutil.walk_packages(nnclust.__path__, prefix="nnclust."):
+        module = importlib.import_module(info.name)
+        found.update({id(v): v for v in vars(module).values() if isinstance(v, Registry)})
+    by_kind = {reg.kind: reg for reg in found.values()}
+    assert len(by_kind) == len(found), "two registries share a kind, so their errors read alike"
+    return by_kind
+
+
+def test_the_project_registries_include_the_listed_ones():
+    found = _project_registries()
+    assert all(found[kind] is reg for kind, reg in ALL.items()) and len(found) > len(ALL)
+
+
+@pytest.mark.parametrize("kind", sorted(_project_registries()))
 def test_every_lazy_target_of_a_project_registry_is_there(kind):
-    reg = ALL[kind]
+    reg = _project_registries()[kind]
     for name in reg.names():
         for ref in _lazy_parts(reg[name]):  # looking the entry up resolves it if it is lazy itself
             assert callable(ref.resolve()), (name, ref)

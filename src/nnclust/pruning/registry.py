@@ -1,5 +1,6 @@
-"""The pruning registries that config names: scopes and criteria (with `Criterion`, the
-record each criterion is registered as).
+"""The pruning registries that config names: scopes, criteria (with `Criterion`, the
+record each criterion is registered as), the rewinds of iterative magnitude pruning and
+the initialisations of sparse networks.
 
 Importing this module does not import torch: config checks read the names and whether a
 criterion needs data; the scoring functions, in `nnclust.pruning.magnitude` and
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from nnclust.pruning.criteria import InputStats
 
-__all__ = ["CRITERIA", "SCOPES", "Criterion"]
+__all__ = ["CRITERIA", "REWINDS", "SCOPES", "SPARSE_INITS", "Criterion"]
 
 # Scope name -> f(flat scores by tensor name, sparsity, flat tie-breaks or None) -> flat
 # keep-masks by tensor name.
@@ -61,5 +62,19 @@ CRITERIA: Registry[Criterion] = Registry(
         "positive_only": Criterion(
             _score("positive_only_score"), tiebreak_by_magnitude=False, description="|w|, w > 0 only"
         ),
+    },
+)
+
+# name -> needs a snapshot after `rewind_step` steps of the first level (`nnclust.pruning.imp`)
+REWINDS = Registry("rewind", {"init": False, "late": True, "none": False})
+
+# Init name -> f(mask: bool tensor shaped like the weight) -> per-weight std, or None to
+# keep the module's own initialisation (`nnclust.pruning.sparse_init`).
+SPARSE_INITS = Registry(
+    "initialisation",
+    {
+        "default": None,
+        "he": Lazy("nnclust.pruning.sparse_init:he_std"),
+        "glorot": Lazy("nnclust.pruning.sparse_init:glorot_std"),
     },
 )
