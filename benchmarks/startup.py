@@ -110,16 +110,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = checkpoint(Path(tmp))
         torch_name = "python -c 'import torch'"
-        commands = {(torch_name, "new"): (wall, [PY, "-c", "import torch"], ROOT)}
+        commands = {(torch_name, "new"): (wall, [PY, "-c", "import torch"])}
         per_root = {side: script_commands(root, ckpt, tmp) for side, root in roots.items()}
         for name in per_root["new"]:
-            for side, root in roots.items():
+            for side in roots:
                 if name in per_root[side]:
-                    commands[(name, side)] = (*per_root[side][name], root)
+                    commands[(name, side)] = per_root[side][name]
         times = {key: [] for key in commands}
         for _ in range(args.repeats):
-            for key, (fn, cmd, cwd) in commands.items():
-                times[key].append(fn(cmd, cwd))
+            for key, (fn, cmd) in commands.items():
+                times[key].append(fn(cmd, Path(tmp)))  # run folders made by observers land there
     med = {key: statistics.median(t) for key, t in times.items()}
     torch_s = med[(torch_name, "new")]
     print(

@@ -31,15 +31,20 @@ PROBE = (
 )
 
 
-def run_script(script: str, *args: str) -> tuple[str, str, int]:
-    """(heavy modules imported, stdout before the probe's line and stderr, exit code)."""
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(ROOT / "src" / script), *args], capture_output=True, text=True, cwd=ROOT
-    )
-    assert out.returncode == 0, out.stderr
-    *lines, last = out.stdout.rstrip("\n").split("\n")
-    heavy, code = last.split()
-    return heavy.removeprefix("HEAVY:"), "\n".join(lines) + out.stderr, int(code.removeprefix("EXIT:"))
+@pytest.fixture
+def run_script(tmp_path):
+    """Run a script in a fresh process (in an empty folder, where its observer may make
+    run folders); give (heavy modules imported, its output, its exit code)."""
+
+    def run(script: str, *args: str) -> tuple[str, str, int]:
+        cmd = [sys.executable, "-c", PROBE, str(ROOT / "src" / script), *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        *lines, last = out.stdout.rstrip("\n").split("\n")
+        heavy, code = last.split()
+        return heavy.removeprefix("HEAVY:"), "\n".join(lines) + out.stderr, int(code.removeprefix("EXIT:"))
+
+    return run
 
 
 def test_the_lists_cover_the_scripts():
@@ -48,14 +53,14 @@ def test_the_lists_cover_the_scripts():
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_imports_no_heavy_library(script):
+def test_help_imports_no_heavy_library(script, run_script):
     heavy, output, code = run_script(script, "--help")
     assert code == 0 and "usage" in output.lower(), output
     assert heavy == "", f"{script} --help imported {heavy}"
 
 
 @pytest.mark.parametrize("script", SACRED)
-def test_print_config_imports_no_heavy_library(script):
+def test_print_config_imports_no_heavy_library(script, run_script):
     heavy, output, code = run_script(script, "print_config", "with", "seed=3", *REQUIRED.get(script, []))
     assert code == 0 and "seed = 3" in output, output
     assert heavy == "", f"{script} print_config imported {heavy}"
@@ -80,7 +85,7 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize(("script", "updates", "message"), BAD_CONFIGS)
-def test_config_errors_need_no_heavy_library(script, updates, message):
+def test_config_errors_need_no_heavy_library(script, updates, message, run_script):
     heavy, output, code = run_script(script, "print_config", "with", *updates)
     assert code == 1 and message in output, output
     assert heavy == "", f"{script} imported {heavy} to reject {updates}"
