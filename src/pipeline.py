@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sacred.observers import FileStorageObserver
-
 import shuffle_and_cluster
 import spectral_cluster_model
 import train_model
@@ -21,6 +19,10 @@ SHUFFLE_METHODS = ("all", "nonzero")
 
 
 def _run(module, root: Path, config: dict, named=()):
+    # Imported here: Sacred loaded first by this import would bring pandas into --help
+    # (nnclust.experiments.sacred_setup loads it without).
+    from sacred.observers import FileStorageObserver
+
     folder = paths.run_dir(module.ex.path, root)
     run = run_in_process(module.ex, [FileStorageObserver(str(folder))], config, named)
     return run, folder / str(run._id)

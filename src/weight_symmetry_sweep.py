@@ -10,11 +10,8 @@ symmetry_runs/symmetry_summary.png.
 
 import argparse
 
-import pandas as pd
-
 from nnclust.experiments import symmetry
 from nnclust.storage import paths
-from nnclust.viz import figures
 
 
 def main(argv=None):
@@ -23,6 +20,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=symmetry.SWEEP_BASE["epochs"])
     parser.add_argument("--n-jobs", type=int, default=1)
     args = parser.parse_args(argv)
+    import pandas as pd  # here, not at the top, so that --help is quick
+
+    from nnclust.viz import figures
+
     table = symmetry.digits_sweep(seeds=args.seeds, n_jobs=args.n_jobs, base={"epochs": args.epochs})
     cols = ["test_accuracy", "permutation_log10", "effective_permutation_log10", "zeroed_units", "unique_units"]
     means = table.groupby(["mask_type", "sparsity"])[cols].agg(["mean", "std"])

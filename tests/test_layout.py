@@ -3,6 +3,7 @@
 import ast
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -32,15 +33,23 @@ ALLOWED = {
 }  # fmt: skip
 
 
+# A lazy target, or the fixed head of one written as an f-string (f"nnclust.data.loaders:{name}").
+LAZY_TARGET = re.compile(r"nnclust(\.\w+)+:(\w+(\.\w+)*)?")
+
+
 def _modules():
     return sorted(m.name for m in pkgutil.walk_packages([str(SRC)], prefix="nnclust."))
 
 
 def _imports(path: Path) -> set[str]:
+    """The modules of ours that `path` imports, or names as a lazy target
+    (``"nnclust.pkg.module:attr"``, imported on first use: `nnclust.core.lazy`)."""
     tree = ast.parse(path.read_text())
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_TARGET.fullmatch(node.value):
+            names.add(node.value.split(":")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
@@ -71,6 +80,22 @@ def test_packages_import_only_lower_layers():
             if parts[1] != own and parts[1] not in ALLOWED[own]:
                 bad.append(f"{path.relative_to(SRC)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_lazy_targets_count_as_imports(tmp_path):
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "from nnclust.core.lazy import Lazy\n"
+        "A = Lazy('nnclust.nets.builders:build_network')\n"
+        "def b(name):\n    return Lazy(f'nnclust.data.loaders:{name}')\n"
+        "DOC = 'see nnclust.pruning.magnitude:global_scope for the scope'\n"
+    )
+    assert _imports(source) == {
+        "nnclust.core.lazy",
+        "nnclust.core.lazy.Lazy",
+        "nnclust.nets.builders",
+        "nnclust.data.loaders",
+    }
 
 
 def test_run_paths_import_nothing_of_ours():

@@ -1,4 +1,5 @@
-"""Printing a config or --help needs none of the heavy libraries (benchmarks/startup.py times it)."""
+"""Printing a config or --help, and rejecting a bad config, needs none of the heavy
+libraries (benchmarks/startup.py times them): every script, checked in a fresh process."""
 
 import subprocess
 import sys
@@ -7,16 +8,84 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Not pandas: Sacred itself imports it whenever it is installed (sacred/optional.py).
-HEAVY = ("torch", "sklearn", "matplotlib")
+SCRIPTS = sorted(p.name for p in (ROOT / "src").glob("*.py"))
+# Sacred scripts have print_config; the others (argparse) only --help.
+SACRED = [s for s in SCRIPTS if "make_experiment(" in (ROOT / "src" / s).read_text()]
+# scipy.stats alone takes longer to import than torch.
+HEAVY = ("torch", "sklearn", "matplotlib", "pandas", "scipy.stats")
+# Values that the config checks demand (the run itself would resolve them).
+REQUIRED = {
+    "ablate_clusters.py": ["clustering=clustering_runs/1"],
+    "compare_masks_clusters.py": ["clustering=clustering_runs/1"],
+    "mix_models.py": ["models=['a.pt','b.pt']"],
+    "normalize_model.py": ["model=a.pt"],
+}
+# Runs the script as `python src/<script> ARGS` would (its folder first on the path),
+# then prints the heavy modules that were imported.
+PROBE = (
+    "import runpy, sys; script = sys.argv[1]; sys.path.insert(0, script.rsplit('/', 1)[0]); "
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n    runpy.run_path(script, run_name='__main__')\n"
+    "except SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
+    f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules), 'EXIT:' + str(code or 0))"
+)
 
 
-@pytest.mark.parametrize("script", ["spectral_cluster_model.py", "shuffle_and_cluster.py"])
-def test_loading_a_clustering_script_imports_no_heavy_library(script):
-    code = (  # the script's folder first on the path, as when it is run
-        "import runpy, sys; sys.path.insert(0, sys.argv[1].rsplit('/', 1)[0]); runpy.run_path(sys.argv[1]); "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "src" / script)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+@pytest.fixture
+def run_script(tmp_path):
+    """Run a script in a fresh process (in an empty folder, where its observer may make
+    run folders); give (heavy modules imported, its output, its exit code)."""
+
+    def run(script: str, *args: str) -> tuple[str, str, int]:
+        cmd = [sys.executable, "-c", PROBE, str(ROOT / "src" / script), *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        *lines, last = out.stdout.rstrip("\n").split("\n")
+        heavy, code = last.split()
+        return heavy.removeprefix("HEAVY:"), "\n".join(lines) + out.stderr, int(code.removeprefix("EXIT:"))
+
+    return run
+
+
+def test_the_lists_cover_the_scripts():
+    assert "train_model.py" in SACRED and "pipeline.py" in SCRIPTS and "pipeline.py" not in SACRED
+    assert set(REQUIRED) <= set(SACRED)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_imports_no_heavy_library(script, run_script):
+    heavy, output, code = run_script(script, "--help")
+    assert code == 0 and "usage" in output.lower(), output
+    assert heavy == "", f"{script} --help imported {heavy}"
+
+
+@pytest.mark.parametrize("script", SACRED)
+def test_print_config_imports_no_heavy_library(script, run_script):
+    heavy, output, code = run_script(script, "print_config", "with", "seed=3", *REQUIRED.get(script, []))
+    assert code == 0 and "seed = 3" in output, output
+    assert heavy == "", f"{script} print_config imported {heavy}"
+
+
+# Config errors for unknown registry names and options, one per registry the checks read.
+BAD_CONFIGS = [
+    ("train_model.py", ["dataset.name=nope"], "dataset.name='nope' is not allowed: expected one of ['bit_count',"),
+    ("train_model.py", ["dataset.name=moons", "dataset.nois=0.2"], "unknown option(s) ['nois'] for dataset 'moons'"),
+    ("train_model.py", ["model.bogus=1"], "unknown option(s) ['bogus'] for model 'mlp'; its options are"),
+    ("train_model.py", ["optimizer.name=rmsprop"], "optimizer.name='rmsprop' is not allowed: expected one of ['adam',"),
+    ("train_model.py", ["pruning.criterion=x"], "pruning.criterion='x' is not allowed: expected one of ['activation_"),
+    ("train_model.py", ["pruning.scope=x"], "pruning.scope='x' is not allowed: expected one of ['global', 'layer']"),
+    ("train_model.py", ['regularizers=[{"name":"l2"}]'], "valid names are ['clusterability', 'l1']"),
+    ("normalize_model.py", ["model=a.pt", "normalizer=retrain", "options.foo=1"], "unknown key(s) ['foo']"),
+    ("normalize_model.py", ["model=a.pt", "normalizer=retrain", "options.steps=0"], "options.steps=0 is not allowed"),
+    ("weight_symmetry.py", ["mask_type=x", "init=x"], "mask_type='x' is not allowed: expected one of ['per_neuron',"),
+    ("imp_experiment.py", ["init.name=x", "imp.rewind=x"], "imp.rewind='x' is not allowed: expected one of ['init',"),
+    ("compact_model.py", ["model=a.pt", "format=coo"], "format='coo' is not allowed: expected one of ['dense', 'csr']"),
+    ("mix_models.py", ["models=['a','b']", "method=x"], "method='x' is not allowed: expected one of ['average',"),
+]
+
+
+@pytest.mark.parametrize(("script", "updates", "message"), BAD_CONFIGS)
+def test_config_errors_need_no_heavy_library(script, updates, message, run_script):
+    heavy, output, code = run_script(script, "print_config", "with", *updates)
+    assert code == 1 and message in output, output
+    assert heavy == "", f"{script} imported {heavy} to reject {updates}"

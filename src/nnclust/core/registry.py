@@ -4,12 +4,21 @@ shuffles, pruning schedules and scopes, CNN node sets, regularizers, and those t
 A registry maps the exact string used in config to an entry (a function, a class, a
 spec record). Looking up an unknown name raises a ValueError that lists the valid
 names; tests parametrize over ``registry.names()``.
+
+An entry may be a `Lazy` reference, ``Lazy("nnclust.pruning.magnitude:global_scope")``:
+it is imported when the name is first looked up. Registries whose entries need torch
+are written this way in modules that import nothing heavy, so that the names (and the
+option defaults of spec records) are known to config checks without importing torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, TypeVar
+
+from nnclust.core.lazy import Lazy
+
+__all__ = ["Lazy", "Registry", "UnknownNameError"]
 
 T = TypeVar("T")
 
@@ -53,9 +62,12 @@ class Registry(Generic[T]):
 
     def __getitem__(self, name: str) -> T:
         try:
-            return self._entries[name]
+            entry = self._entries[name]
         except (KeyError, TypeError):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names are {self.names()}") from None
+        if isinstance(entry, Lazy):
+            entry = self._entries[name] = entry.resolve()
+        return entry
 
     get = __getitem__
 
@@ -63,8 +75,9 @@ class Registry(Generic[T]):
         """The registered names, sorted."""
         return sorted(self._entries)
 
-    def items(self):
-        return self._entries.items()
+    def items(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs in registration order; lazy entries are imported."""
+        return [(name, self[name]) for name in self._entries]
 
     def keys(self):
         return self._entries.keys()

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nnclust.clustering.lesions import LESION_MODES, layer_groups, lesion_keep_masks, null_statistics, random_unit_set
 from nnclust.core import seeding
 from nnclust.core.constraints import Boolean, Check, Interval, Options
-from nnclust.exec.parallel import map_tasks
-from nnclust.nets.layers import extract_layers
 from nnclust.storage import paths
 from nnclust.storage.refs import RunReferenceError, load_model_ref, resolve_model
 from nnclust.structure.graph import GRAPH_DEFAULTS, build_graph
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (checkpoints, models) and joblib are imported inside the functions that use
+# them, so that the scripts' print_config and --help need neither (benchmarks/startup.py).
 
 __all__ = ["CONSTRAINTS", "ClusteringRun", "ablate_job", "load_clustered_model", "load_clustering", "test_data_of"]
 
@@ -99,6 +103,8 @@ def load_clustered_model(model: str | None, clustering: str):
             f"clustering={clustering!r} clustered '{clustered}', but model={model!r} is '{path}'; "
             "pass that model (or leave model unset to use it)"
         )
+    from nnclust.nets.layers import extract_layers
+
     layers = extract_layers(ckpt)
     graph = build_graph(layers, **cl.graph)
     if graph.n_nodes != cl.labels.size or not np.array_equal(graph.keep, cl.labels >= 0):
@@ -111,6 +117,8 @@ def load_clustered_model(model: str | None, clustering: str):
 
 def class_accuracies(model, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[float, np.ndarray]:
     """(overall accuracy, accuracy per class (num_classes,)) of `model` in eval mode."""
+    import torch
+
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(x[i : i + 1024]).argmax(dim=1) for i in range(0, len(x), 1024)])
@@ -121,6 +129,8 @@ def class_accuracies(model, x: torch.Tensor, y: torch.Tensor, num_classes: int) 
 
 
 def _lesioned_accuracy(members: np.ndarray, shared: dict) -> tuple[float, np.ndarray]:
+    import torch
+
     masks = lesion_keep_masks(shared["layers"], shared["groups"], shared["group"], members, shared["mode"])
     state = dict(shared["state_dict"])
     for lay, mask in zip(shared["layers"], masks):
@@ -165,6 +175,8 @@ def ablate_job(
     Drops are accuracy before minus after (fractions, positive = worse). Draw i of
     cluster c uses stream ``lesion_null`` child (c, i) of `seed`.
     """
+    from nnclust.exec.parallel import map_tasks
+
     path, ckpt, cl, layers, graph = load_clustered_model(model, clustering)
     data = test_data_of(Path(path))
     num_classes = int(ckpt.architecture["num_classes"]) if ckpt.architecture else int(data.num_classes)

@@ -3,28 +3,24 @@ model, and measure what it gains: the body of ``src/compact_model.py``."""
 
 from __future__ import annotations
 
-import torch
-
 from nnclust.core import seeding
 from nnclust.core.config import plain
 from nnclust.core.constraints import Check, Interval, Options
 from nnclust.data import load_dataset
 from nnclust.experiments import cluster, train
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.checkpoint import save_checkpoint
-from nnclust.nets.layers import mlp_from_layers
-from nnclust.sparse import FORMATS, compact, mlp_layers, model_nbytes, output_accuracy, outputs, time_inference
+from nnclust.sparse import FORMATS
 from nnclust.storage import paths
 from nnclust.storage.lineage import data_source, parent_record, sha256
 from nnclust.storage.refs import load_model_ref
 
 __all__ = ["CONSTRAINTS", "DTYPES", "compact_job"]
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float32", "float64")  # names of torch dtypes
 CONSTRAINTS = {
     "model": cluster.CONSTRAINTS["model"],
     "format": Options(FORMATS),
-    "dtype": Options(sorted(DTYPES)),
+    "dtype": Options(DTYPES),
     "dataset": Check(
         lambda d: d is None or (isinstance(d, dict) and isinstance(d.get("name"), str)),
         'None (the model\'s training data) or a dataset spec such as {"name": "digits"}',
@@ -75,8 +71,18 @@ def compact_job(
     inputs (`repeats` runs each); `memory_ratio` = bytes of the original model's tensors
     over those of the compacted one.
     """
+    # Imported here, not at the top, so that the script's print_config and --help need
+    # no torch (benchmarks/startup.py times them).
+    import torch
+
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.nets.layers import mlp_from_layers
+    from nnclust.sparse import compact, mlp_layers, model_nbytes, output_accuracy, outputs, time_inference
+
     dataset = plain(dataset)
-    torch_dtype = DTYPES[dtype]
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    torch_dtype = getattr(torch, dtype)
     path, ckpt = load_model_ref(model)
     result = compact(ckpt, format, torch_dtype, device)
     if ckpt.architecture is not None:

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from nnclust.core.constraints import Check, Interval
-from nnclust.nets.layers import extract_layers
 from nnclust.nets.weight_layer import WeightLayer
 from nnclust.pruning import states
 from nnclust.storage.refs import load_model_ref
@@ -65,6 +64,10 @@ def analyse_layers(layers: Sequence[WeightLayer], task_inputs, task_outputs) -> 
 
 def mlp_layers(source) -> list[WeightLayer]:
     """fc layers of a checkpoint with batch norm folded in; a CNN is a clear error."""
+    # Imported here (it imports torch), so that the script's print_config and --help need
+    # no torch (benchmarks/startup.py times them).
+    from nnclust.nets.layers import extract_layers
+
     layers = extract_layers(source)
     conv = [lay.name for lay in layers if lay.kind != "fc"]
     if conv:

@@ -10,13 +10,18 @@ when pruning starts (the "unpruned" network of the table).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from nnclust.core.constraints import Boolean, Check, Interval
-from nnclust.exec.grid import run_rows
 from nnclust.storage import paths
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and the grid runner (joblib) are imported inside the functions that use them,
+# so that the script's print_config and --help need neither (benchmarks/startup.py).
 
 __all__ = ["CONSTRAINTS", "CONTROL", "factor_job", "factor_table", "format_table"]
 
@@ -50,6 +55,8 @@ def factor_table(cells: list[dict]) -> pd.DataFrame:
     """Cells (one per condition, pruned, shuffle method and seed, with ncut, mean, std,
     z_score, p_value, test_accuracy) -> one row per condition, pruned and method: the
     mean and the sd over seeds of each number, and the number of seeds."""
+    import pandas as pd
+
     df = pd.DataFrame(cells)
     keys = ["condition", "pruned", "method"]
     values = ["ncut", "mean", "std", "z_score", "p_value", "test_accuracy"]
@@ -80,6 +87,7 @@ def factor_job(
     `nnclust.exec.grid.run_rows` on `n_jobs` local workers or the Dask cluster at
     `scheduler_address`; each shuffle study itself runs on one worker.
     """
+    from nnclust.exec.grid import run_rows
     from nnclust.experiments.sacred_setup import CONFIG_DIR
 
     known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if "." not in p.stem)

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 from nnclust.core import seeding
 from nnclust.core.constraints import Check, Interval, Options
 from nnclust.core.registry import Registry
 from nnclust.data import load_dataset
 from nnclust.data.splits import class_subset
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.registry import build_model, layer_modules
-from nnclust.sparse.mixing import mix
-from nnclust.sparse.selection import ParameterSelector, magnitude_scores, output_classes, select
+from nnclust.nets.registry import build_model
 from nnclust.storage import paths
-from nnclust.training import evaluate, train
+
+# torch, training and model surgery are imported inside the functions that use them, so
+# that the script's print_config and --help need no torch (benchmarks/startup.py).
 
 VARIANTS = Registry(
     "forgetting variant",
@@ -59,11 +57,17 @@ CONSTRAINTS = {
 
 
 def _accuracy(model, data, classes) -> float:
+    from nnclust.training import evaluate
+
     part = class_subset(data, classes)
     return evaluate(model, part.x_test, part.y_test)[1]
 
 
 def _phase_b(variant: str, model, data_b, classes_b, fraction, train_kwargs):
+    from nnclust.nets.validate import layer_modules
+    from nnclust.sparse.selection import ParameterSelector, magnitude_scores, output_classes, select
+    from nnclust.training import train
+
     if variant in ("finetune", "mix"):
         train(model, data_b, **train_kwargs)
         return model
@@ -84,6 +88,11 @@ def forgetting_job(
     fraction, variants, progress=False,
 ):  # fmt: skip
     """Accuracy on A and on B after phase A and after phase B, for each variant."""
+    import torch
+
+    from nnclust.sparse.mixing import mix
+    from nnclust.training import train
+
     overlap = sorted(set(classes_a) & set(classes_b))
     if overlap:
         raise ValueError(f"classes_a and classes_b share classes {overlap}; give disjoint lists")

@@ -3,26 +3,29 @@ every level: the body of ``src/imp_experiment.py``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.stats
-import torch
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, Interval, Options
-from nnclust.data import DATASETS, Dataset, load_dataset
+from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.experiments.connectivity import analyse_layers, groups_of
-from nnclust.nets.checkpoint import save_checkpoint
 from nnclust.nets.init import BIAS_INITS, INIT_DEFAULTS, INITS, initialize
-from nnclust.nets.layers import extract_layers
 from nnclust.nets.registry import build_model
 from nnclust.pruning import SCOPES, states
-from nnclust.pruning.imp import REWINDS, count_kept, iterative_magnitude_pruning
+from nnclust.pruning.registry import REWINDS
 from nnclust.pruning.trajectory import extended_trajectory, extended_width, mlp_prunable
 from nnclust.storage import paths
-from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS, EarlyStopping, FixedMasks, evaluate, task_accuracy, train
-from nnclust.viz import imp as imp_figures
+from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
+
+if TYPE_CHECKING:
+    from nnclust.data import Dataset
+
+# torch, training, figures and scipy.stats are imported inside the functions that use
+# them, so that the script's print_config and --help need none (benchmarks/startup.py).
 
 __all__ = ["CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS", "SECTIONS", "imp_job"]
 
@@ -75,6 +78,10 @@ SECTIONS = {"imp": IMP_DEFAULTS, "init": INIT_DEFAULTS, "optimizer": OPTIMIZER_D
 def _validation_split(data: Dataset, fraction: float, seed: int) -> Dataset:
     """Train on part of the training set and stop early on the rest (the test set is
     only for reporting); the split comes from the ``imp.validation`` stream."""
+    import torch
+
+    from nnclust.data import Dataset
+
     n = data.n_train
     perm = torch.from_numpy(seeding.rng(seed, "imp.validation").permutation(n))
     k = max(1, int(round(fraction * n)))
@@ -115,6 +122,8 @@ def imp_job(
     `num_threads` sets torch's CPU threads for this process (None: torch's default);
     one thread is fastest for the small MLPs of the 2-D tasks on a shared machine.
     """
+    import torch
+
     previous = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
@@ -127,6 +136,14 @@ def imp_job(
 
 def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs, task_outputs,
              device, progress) -> dict:  # fmt: skip
+    import scipy.stats
+
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.nets.layers import extract_layers
+    from nnclust.pruning.imp import count_kept, iterative_magnitude_pruning
+    from nnclust.training import EarlyStopping, FixedMasks, evaluate, task_accuracy, train
+    from nnclust.viz import imp as imp_figures
+
     dataset, model, init, optimizer, imp = plain([dataset, model, init, optimizer, imp])
     check_keys("imp", imp, IMP_DEFAULTS)
     check_keys("init", init, INIT_DEFAULTS)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from scipy.stats import hypergeom
-
 from nnclust.clustering.lesions import layer_groups
-from nnclust.clustering.masks import mask_cluster_table
 from nnclust.core.constraints import Boolean, Check
 from nnclust.experiments.ablate import load_clustered_model
 from nnclust.storage import paths
@@ -22,6 +19,12 @@ CONSTRAINTS = {
 def mask_cluster_job(run, model: str | None, clustering: str, plot: bool = True) -> dict:
     """Per layer, the fraction of surviving weights inside a cluster against random
     placement; per cluster, the fraction of its internal weights that survived."""
+    # Imported here: scipy.stats alone takes longer to import than torch, and print_config
+    # and --help need neither (benchmarks/startup.py).
+    from scipy.stats import hypergeom
+
+    from nnclust.clustering.masks import mask_cluster_table
+
     path, ckpt, cl, layers, graph = load_clustered_model(model, clustering)
     if not any(lay.mask is not None for lay in layers):
         raise ValueError(f"'{path}' has no pruning mask; point model= (or the clustering) at a pruned model")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from nnclust.core.constraints import Check, Interval, Options
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.checkpoint import save_checkpoint
-from nnclust.sparse.mixing import MIXERS, MixError, mix
+from nnclust.sparse import MIXERS
 from nnclust.storage import paths
 from nnclust.storage.lineage import parent_record, sha256
 from nnclust.storage.refs import load_model_ref
@@ -25,6 +24,11 @@ CONSTRAINTS = {
 
 
 def mix_job(run, models: list, method: str, keep: float) -> dict:
+    # Imported here, not at the top, so that the script's print_config and --help need
+    # no torch (benchmarks/startup.py times them).
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.sparse.mixing import MixError, mix
+
     loaded = [load_model_ref(m) for m in models]
     archs = [ckpt.architecture for _, ckpt in loaded]
     if any(a != archs[0] for a in archs[1:]):

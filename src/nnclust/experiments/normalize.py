@@ -10,22 +10,27 @@ rebuilt from the run store alone.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nnclust.core import seeding
 from nnclust.core.config import plain
 from nnclust.core.constraints import Check, ConfigError, Interval, Options
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.checkpoint import Checkpoint, save_checkpoint
-from nnclust.nets.layers import extract_layers, mlp_from_layers
-from nnclust.nets.rnn import is_recurrent
-from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, model_metrics, normalize
+from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, normalize
 from nnclust.storage import paths
 from nnclust.storage.lineage import data_source, parent_record, sha256
 from nnclust.storage.refs import load_model_ref
+
+if TYPE_CHECKING:
+    import torch
+
+    from nnclust.nets.checkpoint import Checkpoint
+
+# torch, checkpoints and metrics are imported inside the functions that use them, so
+# that the script's print_config and --help need no torch (benchmarks/startup.py).
 
 __all__ = ["CONSTRAINTS", "SPARSITY_TOL", "check_config", "normalize_job"]
 
@@ -53,6 +58,8 @@ def check_config(config) -> None:
 def _module(ckpt: Checkpoint):
     """(module, input shape, masks) of a checkpoint; a plain MLP state dict (as
     nn-clustering-pytorch writes it) is rebuilt from its weight shapes."""
+    from nnclust.nets.layers import extract_layers, mlp_from_layers
+
     if ckpt.architecture is not None:
         return ckpt.build_model().eval(), tuple(ckpt.architecture["input_shape"]), ckpt.masks
     layers = mlp_layers(extract_layers(ckpt), "rebuilding a plain state dict")
@@ -61,6 +68,8 @@ def _module(ckpt: Checkpoint):
 
 
 def _outputs(model, x) -> torch.Tensor:
+    import torch
+
     with torch.no_grad():
         return copy.deepcopy(model).double().eval()(x.double())
 
@@ -86,6 +95,13 @@ def normalize_job(
     ``probe`` stream of `seed`. `max_output_change` is max |f_new(x) - f_parent(x)| over
     the probe batch and outputs, both networks evaluated in float64.
     """
+    import torch
+
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.nets.layers import extract_layers
+    from nnclust.nets.rnn import is_recurrent
+    from nnclust.normalizers import model_metrics
+
     options = check_options(normalizer, plain(options or {}))
     path, ckpt = load_model_ref(model)
     parent, input_shape, masks = _module(ckpt)

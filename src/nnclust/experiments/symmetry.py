@@ -20,10 +20,9 @@ pruned network.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
@@ -31,18 +30,20 @@ from nnclust.core.constraints import Boolean, Check, Interval, Options, Relation
 from nnclust.core.registry import Registry
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.checkpoint import save_checkpoint
 from nnclust.nets.registry import MODELS, build_model
-from nnclust.nets.symmetry_models import width_for_budget
 from nnclust.pruning import PRUNING_DEFAULTS, SCHEDULES, SCOPES
-from nnclust.pruning.mask_types import MASK_TYPES, check_sparsity, make_masks
-from nnclust.pruning.sparse_init import INITS, sparse_init
-from nnclust.pruning.symmetry import symmetry_stats
+from nnclust.pruning.mask_types import MASK_TYPES, check_sparsity
+from nnclust.pruning.registry import SPARSE_INITS
 from nnclust.storage import paths
 from nnclust.storage.metric_log import DownsampledLog
-from nnclust.storage.tables import load_runs
-from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS, FixedMasks, MagnitudePruning, evaluate, train
-from nnclust.viz import figures
+from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+# torch, training, pandas and figures are imported inside the functions that use them,
+# so that the script's print_config and --help need none (benchmarks/startup.py).
 
 # Every key of the script's config, with its default; the script reads them from here.
 DEFAULTS = {
@@ -89,7 +90,7 @@ CONSTRAINTS = {
     "sparsity_range": Check(_is_range, "[low, high] with 0 <= low <= high < 1"),
     "element_masks": Boolean(),
     "dense_output": Boolean(),
-    "init": Options(INITS),
+    "init": Options(SPARSE_INITS),
     "depths": Check(_is_depths, "a non-empty list of ints >= 1"),
     "num_parameters": [Options([None]), Interval(1, None, integer=True)],
     "pruning.final_sparsity": Interval(0, 1, closed="left"),
@@ -122,6 +123,8 @@ SECTIONS = {"pruning": PRUNING_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}
 
 
 def _all_kept(net) -> dict[str, torch.Tensor]:
+    import torch
+
     from nnclust.training import prunable_weights
 
     return {n: torch.ones(w.shape, dtype=torch.bool) for n, w in prunable_weights(net).items()}
@@ -130,6 +133,15 @@ def _all_kept(net) -> dict[str, torch.Tensor]:
 def _fit(run, seed: int, data, cfg: Mapping, model_spec: dict, *, mask_type=None, sparsity=0.0, prune=False,
          prefix="", checkpoint=None) -> dict:  # fmt: skip
     """Build, mask, train and store one model; its result entry (plain JSON)."""
+    import torch
+
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.pruning.mask_types import make_masks
+    from nnclust.pruning.sparse_init import sparse_init
+    from nnclust.pruning.symmetry import symmetry_stats
+    from nnclust.training import FixedMasks, MagnitudePruning, evaluate, train
+    from nnclust.viz import figures
+
     torch.manual_seed(seeding.int_seed(seed, "init"))
     net = build_model(model_spec, data.input_shape, data.num_classes)
     masks = make_masks(mask_type, net, sparsity, seed, cfg["element_masks"], cfg["dense_output"]) if mask_type else {}
@@ -196,12 +208,12 @@ def _shuffled_mask(run, seed, data, cfg):
 
 
 def _fixed_param(run, seed, data, cfg):
+    from nnclust.nets.symmetry_models import mnist_fc_parameters, width_for_budget
+
     spec = _model_spec(cfg)
-    n_in = int(torch.tensor(data.input_shape).prod())
+    n_in = math.prod(int(d) for d in data.input_shape)
     budget = cfg["num_parameters"]
     if budget is None:
-        from nnclust.nets.symmetry_models import mnist_fc_parameters
-
         budget = mnist_fc_parameters(n_in, data.num_classes, spec["width"], spec["depth"])
     per_depth = []
     for depth in cfg["depths"]:
@@ -300,6 +312,10 @@ def runs_table(source, status: str | None = "COMPLETED") -> pd.DataFrame:
 
     A fixed_param run gives one row per depth. Columns: `TABLE_COLUMNS`.
     """
+    import pandas as pd
+
+    from nnclust.storage.tables import load_runs
+
     runs = load_runs(source, experiment="weight_symmetry", status=status)
     rows = []
     if not runs.empty:
@@ -331,6 +347,8 @@ def _unflatten(flat: Mapping) -> dict:
 def summary(source, out_dir) -> tuple[pd.DataFrame, str]:
     """The runs table of `source` and a figure (accuracy and log10 symmetries against
     sparsity, one line per mask type) saved under `out_dir`; returns (table, path)."""
+    from nnclust.viz import figures
+
     table = runs_table(source)
     if table.empty:
         raise ValueError(f"no completed weight_symmetry runs in {source!r}; run a driver first")

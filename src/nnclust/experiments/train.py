@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, ConfigError, Interval, Options, Relation
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
-from nnclust.nets.checkpoint import load_checkpoint, save_checkpoint
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.pruning import CRITERIA, PRUNING_DEFAULTS, SCHEDULES, SCOPES
 from nnclust.regularizers import REGULARIZERS, build_regularizer
@@ -20,8 +17,7 @@ from nnclust.regularizers.clusterability import CONFIG_DEFAULTS as CLUSTERABILIT
 from nnclust.storage import paths
 from nnclust.storage.metric_log import DownsampledLog
 from nnclust.storage.refs import RunReferenceError
-from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS, MagnitudePruning, evaluate, train
-from nnclust.viz import figures
+from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
 
 __all__ = ["CLUSTERABILITY_DEFAULTS", "CONSTRAINTS", "OPTIMIZER_DEFAULTS", "PRUNING_DEFAULTS", "RELATIONS", "train_job"]
 
@@ -122,6 +118,8 @@ def load_resume_state(resume: str) -> dict:
             f"resume={resume}: the run ({status}) saved no training state; it stopped before its first "
             "checkpoint or ran with checkpoint_every=0. Start it again instead."
         )
+    from nnclust.nets.checkpoint import load_checkpoint  # torch, once there is a state to read
+
     extra = load_checkpoint(path).extra
     return {"train": extra["train"], "log_history": extra["log_history"], "dense": extra["dense"]}
 
@@ -184,6 +182,14 @@ def train_job(
     ``resume=<run folder>`` continues that run from its last one, and finishes with the
     same numbers as an uninterrupted run.
     """
+    # Imported here, not at the top, so that the script's print_config and --help need
+    # no torch (benchmarks/startup.py times them).
+    import torch
+
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.training import MagnitudePruning, evaluate, train
+    from nnclust.viz import figures
+
     dataset, model, optimizer, pruning = plain([dataset, model, optimizer, pruning])
     reg_callbacks = [
         build_regularizer(s) for s in regularizer_specs(regularizers, cluster_gradient, cluster_gradient_config)

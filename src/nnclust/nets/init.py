@@ -19,11 +19,15 @@ layer by layer in forward order, weights before biases.
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from nnclust.core.registry import Registry
-from nnclust.nets.validate import layer_modules
+
+if TYPE_CHECKING:
+    import torch
+
+# The draws use the tensors' own methods (what torch.nn.init.normal_ and uniform_ call),
+# so that this module, read by config checks for its names, imports no torch.
 
 
 def _fan_in(weight: torch.Tensor) -> int:
@@ -31,18 +35,18 @@ def _fan_in(weight: torch.Tensor) -> int:
 
 
 def _normal(t: torch.Tensor, fan_in: int, std: float, gen: torch.Generator) -> None:
-    torch.nn.init.normal_(t, 0.0, std, generator=gen)
+    t.normal_(0.0, std, generator=gen)
 
 
 def _kaiming_uniform(t: torch.Tensor, fan_in: int, std: float, gen: torch.Generator) -> None:
     bound = math.sqrt(6.0 / fan_in)
-    torch.nn.init.uniform_(t, -bound, bound, generator=gen)
+    t.uniform_(-bound, bound, generator=gen)
 
 
 def _default(t: torch.Tensor, fan_in: int, std: float, gen: torch.Generator) -> None:
     # kaiming_uniform_(a=sqrt(5)) as nn.Linear.reset_parameters: gain sqrt(2/(1+5)), bound = 1/sqrt(fan_in)
     bound = 1.0 / math.sqrt(fan_in)
-    torch.nn.init.uniform_(t, -bound, bound, generator=gen)
+    t.uniform_(-bound, bound, generator=gen)
 
 
 # name -> draw(tensor, fan_in of its layer, std, generator), in place.
@@ -51,21 +55,25 @@ BIAS_INITS = Registry("bias init", {"zero": None, "same": "same"})
 INIT_DEFAULTS = {"name": "default", "bias": "same", "std": 0.1}
 
 
-@torch.no_grad()
 def initialize(model, name: str = "default", bias: str = "same", std: float = 0.1, generator=None):
     """Re-draw the weights and biases of every layer of `model` in place; returns it."""
+    import torch
+
+    from nnclust.nets.validate import layer_modules
+
     draw = INITS[name]
     bias_rule = BIAS_INITS[bias]
     if not (isinstance(std, (int, float)) and std > 0 and math.isfinite(std)):
         raise ValueError(f"init std must be a number > 0, got {std!r}")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    for m in layer_modules(model):
-        w = m.linear.weight
-        fan_in = _fan_in(w)
-        draw(w, fan_in, std, gen)
-        if m.linear.bias is not None:
-            if bias_rule is None:
-                m.linear.bias.zero_()
-            else:
-                draw(m.linear.bias, fan_in, std, gen)
+    with torch.no_grad():
+        for m in layer_modules(model):
+            w = m.linear.weight
+            fan_in = _fan_in(w)
+            draw(w, fan_in, std, gen)
+            if m.linear.bias is not None:
+                if bias_rule is None:
+                    m.linear.bias.zero_()
+                else:
+                    draw(m.linear.bias, fan_in, std, gen)
     return model

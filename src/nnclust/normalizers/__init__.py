@@ -2,7 +2,7 @@
 data-dependent, crude), the metrics of every derived model, and the evolution tree of
 which model was derived from which (rebuilt from the parent links of stored runs)."""
 
-from nnclust.normalizers.metrics import METRICS, SPARSITY_TOL, model_metrics
+from nnclust.core.lazy import lazy_exports
 from nnclust.normalizers.mlp import forward
 from nnclust.normalizers.registry import (
     KINDS,
@@ -14,6 +14,9 @@ from nnclust.normalizers.registry import (
     mlp_layers,
     normalize,
 )
+
+# |w| <= SPARSITY_TOL counts as zero in the `sparsity` metric (the seed's tolerance).
+SPARSITY_TOL = 0.01
 
 __all__ = [
     "KINDS",
@@ -29,3 +32,7 @@ __all__ = [
     "model_metrics",
     "normalize",
 ]
+# The metrics need torch; they are imported when first read.
+__getattr__, __dir__ = lazy_exports(
+    __name__, ["nnclust.normalizers.metrics:METRICS", "nnclust.normalizers.metrics:model_metrics"]
+)

@@ -15,12 +15,9 @@ import torch
 
 from nnclust.core.registry import Registry
 from nnclust.nets.weight_layer import WeightLayer
-from nnclust.normalizers import rnn
+from nnclust.normalizers import SPARSITY_TOL, rnn
 from nnclust.normalizers.mlp import forward
 from nnclust.training import OBJECTIVES
-
-# |w| <= SPARSITY_TOL counts as zero in `sparsity` (the seed's tolerance).
-SPARSITY_TOL = 0.01
 
 
 def _params(layers: list[WeightLayer]) -> np.ndarray:

@@ -12,21 +12,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys
 from nnclust.core.constraints import Boolean, ConfigError, Constraint, Interval, Options, validate
+from nnclust.core.lazy import Lazy
 from nnclust.core.registry import Registry
-from nnclust.nets.layers import extract_layers, mlp_from_layers
-from nnclust.nets.rnn import is_recurrent
 from nnclust.nets.weight_layer import WeightLayer
-from nnclust.normalizers import crude, mlp, rnn
+from nnclust.normalizers import mlp
 from nnclust.normalizers.mlp import NormalizerError
 from nnclust.structure.transforms import fold_batch_norm_into_layers
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# The registry and `check_options` import no torch (config checks read the options);
+# the crude normalizers and module handling import it when first used.
 
 KINDS = ("exact", "approximate", "data", "crude")
 
@@ -87,10 +92,15 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             description="units with activation variance <= threshold on the data, mean folded",
         ),
         "retrain": Normalizer(
-            crude.retrain, "crude", dict(_TRAIN_DEFAULTS), dict(_TRAIN_CONSTRAINTS), True, "retraining"
+            Lazy("nnclust.normalizers.crude:retrain"),
+            "crude",
+            dict(_TRAIN_DEFAULTS),
+            dict(_TRAIN_CONSTRAINTS),
+            True,
+            "retraining",
         ),
         "l1_retrain": Normalizer(
-            crude.l1_retrain,
+            Lazy("nnclust.normalizers.crude:l1_retrain"),
             "crude",
             {**_TRAIN_DEFAULTS, "strength": 1e-4},
             {**_TRAIN_CONSTRAINTS, **_STRENGTH},
@@ -98,7 +108,7 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             "retraining with L1 on weights",
         ),
         "l1_activation_retrain": Normalizer(
-            crude.l1_activation_retrain,
+            Lazy("nnclust.normalizers.crude:l1_activation_retrain"),
             "crude",
             {**_TRAIN_DEFAULTS, "strength": 1e-4},
             {**_TRAIN_CONSTRAINTS, **_STRENGTH},
@@ -106,7 +116,7 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             "retraining with L1 on hidden activations",
         ),
         "bimt": Normalizer(
-            crude.bimt,
+            Lazy("nnclust.normalizers.crude:bimt"),
             "crude",
             {**_TRAIN_DEFAULTS, "strength": 1e-4, "swap_every": 50},
             {**_TRAIN_CONSTRAINTS, **_STRENGTH, "swap_every": Interval(0, None, integer=True)},
@@ -134,6 +144,11 @@ def check_options(name: str, options: Mapping | None) -> dict:
 def mlp_layers(model: nn.Module | list[WeightLayer], name: str = "this normalizer", masks=None) -> list[WeightLayer]:
     """The fc layers of an MLP module (batch norm folded), or NormalizerError naming the
     conv layer when `model` is a CNN."""
+    from torch import nn
+
+    from nnclust.nets.layers import extract_layers
+    from nnclust.nets.rnn import is_recurrent
+
     if isinstance(model, nn.Module):
         if is_recurrent(model):
             raise NormalizerError(
@@ -164,6 +179,8 @@ class Normalized:
 
 
 def _masks_of(model: nn.Module, layers: list[WeightLayer]) -> dict[str, torch.Tensor] | None:
+    import torch
+
     from nnclust.nets.validate import layer_modules
 
     if all(lay.mask is None for lay in layers):
@@ -193,6 +210,12 @@ def normalize(
     `input_shape` is that of the rebuilt module (default: flat). `masks` (checkpoint
     masks of the module) travel with the units they belong to.
     """
+    from torch import nn
+
+    from nnclust.nets.layers import extract_layers, mlp_from_layers
+    from nnclust.nets.rnn import is_recurrent
+    from nnclust.normalizers import rnn
+
     spec = NORMALIZERS[name]
     opts = check_options(name, options)
     if isinstance(model, nn.Module) and is_recurrent(model) and name == "delete_dead_neurons":

@@ -1,7 +1,11 @@
-"""Pruning: sparsity schedules, scopes and the criteria that score weights."""
+"""Pruning: sparsity schedules, scopes and the criteria that score weights.
 
-from nnclust.pruning.criteria import CRITERIA, Criterion, InputStats, activation_stats, criterion_masks
-from nnclust.pruning.magnitude import SCOPES, magnitude_masks, masks_from_scores, sparsity_of
+The registries and `PRUNING_DEFAULTS` import nothing heavy (config checks read them);
+the masks and scores import torch when first used.
+"""
+
+from nnclust.core.lazy import lazy_exports
+from nnclust.pruning.registry import CRITERIA, SCOPES, Criterion
 from nnclust.pruning.schedules import SCHEDULES, polynomial_sparsity
 
 # The `pruning` config section of training, off by default. Zhu & Gupta's schedule runs
@@ -41,3 +45,14 @@ __all__ = [
     "schedule",
     "sparsity_of",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    [
+        "nnclust.pruning.criteria:InputStats",
+        "nnclust.pruning.criteria:activation_stats",
+        "nnclust.pruning.criteria:criterion_masks",
+        "nnclust.pruning.magnitude:magnitude_masks",
+        "nnclust.pruning.magnitude:masks_from_scores",
+        "nnclust.pruning.magnitude:sparsity_of",
+    ],
+)

@@ -36,13 +36,13 @@ sign and stop there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from nnclust.core.registry import Registry
 from nnclust.pruning.magnitude import masks_from_scores
+from nnclust.pruning.registry import CRITERIA
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,6 @@ class InputStats:
     num_samples: int
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """A registry entry: ``score(w, stats)`` returns float64 scores shaped like `w`
-    (float64, CPU); `stats` is the `InputStats` of the layer, None unless `needs_data`.
-    ``tiebreak_by_magnitude`` ranks equal scores by |w|."""
-
-    score: Callable[[torch.Tensor, InputStats | None], torch.Tensor]
-    needs_data: bool = False
-    tiebreak_by_magnitude: bool = True
-    description: str = ""
-
-
 def _per_input(w: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """`values` (one per input feature or channel) broadcast against `w`."""
     if values.numel() != w.shape[1]:
@@ -76,30 +64,32 @@ def _per_input(w: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return values.reshape((1, -1) + (1,) * (w.dim() - 2))
 
 
-def _sign_only(sign: int):
-    def score(w: torch.Tensor, stats=None) -> torch.Tensor:
-        return torch.where(w * sign > 0, w.abs(), torch.full_like(w, float("inf")))
-
-    return score
+def magnitude_score(w: torch.Tensor, stats=None) -> torch.Tensor:
+    return w.abs()
 
 
-CRITERIA: Registry[Criterion] = Registry(
-    "pruning criterion",
-    {
-        "magnitude": Criterion(lambda w, s: w.abs(), tiebreak_by_magnitude=False, description="|w|"),
-        "mav": Criterion(lambda w, s: (w * _per_input(w, s.mean)).abs(), needs_data=True, description="|w * mean(a)|"),
-        "maav": Criterion(
-            lambda w, s: w.abs() * _per_input(w, s.mean_abs), needs_data=True, description="|w| * mean(|a|)"
-        ),
-        "activation_rank": Criterion(
-            lambda w, s: _per_input(w, s.fire_rate).expand_as(w).clone(),
-            needs_data=True,
-            description="how often the input unit fires",
-        ),
-        "negative_only": Criterion(_sign_only(-1), tiebreak_by_magnitude=False, description="|w|, w < 0 only"),
-        "positive_only": Criterion(_sign_only(+1), tiebreak_by_magnitude=False, description="|w|, w > 0 only"),
-    },
-)
+def mav_score(w: torch.Tensor, stats: InputStats) -> torch.Tensor:
+    return (w * _per_input(w, stats.mean)).abs()
+
+
+def maav_score(w: torch.Tensor, stats: InputStats) -> torch.Tensor:
+    return w.abs() * _per_input(w, stats.mean_abs)
+
+
+def activation_rank_score(w: torch.Tensor, stats: InputStats) -> torch.Tensor:
+    return _per_input(w, stats.fire_rate).expand_as(w).clone()
+
+
+def _sign_only(w: torch.Tensor, sign: int) -> torch.Tensor:
+    return torch.where(w * sign > 0, w.abs(), torch.full_like(w, float("inf")))
+
+
+def negative_only_score(w: torch.Tensor, stats=None) -> torch.Tensor:
+    return _sign_only(w, -1)
+
+
+def positive_only_score(w: torch.Tensor, stats=None) -> torch.Tensor:
+    return _sign_only(w, +1)
 
 
 def criterion_masks(

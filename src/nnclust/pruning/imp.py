@@ -17,12 +17,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from nnclust.core.registry import Registry
 from nnclust.nets.validate import layer_modules
 from nnclust.pruning.magnitude import SCOPES, magnitude_masks
-
-# name -> needs a snapshot after `rewind_step` steps of the first level
-REWINDS = Registry("rewind", {"init": False, "late": True, "none": False})
+from nnclust.pruning.registry import REWINDS
 
 
 def prunable_parameters(model, prune_biases: bool = True) -> dict[str, torch.nn.Parameter]:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 
 import torch
 
-from nnclust.core.registry import Registry
+from nnclust.pruning.registry import SCOPES
 
 _INF = float("inf")
 
@@ -90,12 +90,12 @@ def magnitude_masks(
     return masks_from_scores({n: w.detach().abs() for n, w in weights.items()}, sparsity, scope, previous)
 
 
-def _layer_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
+def layer_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
     """Each tensor pruned to `sparsity` on its own."""
     return {n: _prune_smallest(s, sparsity, None if tiebreak is None else tiebreak[n]) for n, s in scores.items()}
 
 
-def _global_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
+def global_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
     """All scores ranked together: layers end up with different sparsities."""
     ties = None if tiebreak is None else torch.cat([tiebreak[n] for n in scores])
     keep = _prune_smallest(torch.cat(list(scores.values())), sparsity, ties)
@@ -104,11 +104,6 @@ def _global_scope(scores, sparsity, tiebreak=None) -> dict[str, torch.Tensor]:
         out[n] = keep[i : i + s.numel()]
         i += s.numel()
     return out
-
-
-# Scope name -> f(flat scores by tensor name, sparsity, flat tie-breaks or None) -> flat
-# keep-masks by tensor name.
-SCOPES = Registry("pruning scope", {"global": _global_scope, "layer": _layer_scope})
 
 
 def sparsity_of(masks: Mapping[str, torch.Tensor]) -> float:

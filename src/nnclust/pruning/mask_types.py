@@ -21,13 +21,18 @@ incoming connection would be dead from the start, so every unit keeps one).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nnclust.core import seeding
 from nnclust.core.registry import Registry
-from nnclust.nets.validate import layer_modules
+
+if TYPE_CHECKING:
+    import torch
+
+# The mask types are numpy functions; torch is imported only where masks meet a model
+# (`make_masks`, `check_masks`), so config checks read the names for free.
 
 
 def check_sparsity(sparsity) -> float:
@@ -147,6 +152,10 @@ def make_masks(
     `dense_output` keeps the output layer whole (an all-True mask): with 10 outputs no
     mask above 90% sparsity can keep every input of that layer.
     """
+    import torch
+
+    from nnclust.nets.validate import layer_modules
+
     MASK_TYPES[mask_type]  # an unknown type fails before any drawing
     sparsity = check_sparsity(sparsity)
     masks = {}
@@ -167,6 +176,10 @@ def make_masks(
 def check_masks(model: torch.nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Raise a ValueError unless `masks` holds one bool mask per fc/conv weight of
     `model`, each shaped like its weight."""
+    import torch
+
+    from nnclust.nets.validate import layer_modules
+
     weights = {f"{lay.linear_key}.weight": lay.linear.weight for lay in layer_modules(model)}
     unknown = sorted(set(masks) - set(weights))
     if unknown:

@@ -21,17 +21,17 @@ from collections.abc import Mapping
 import torch
 
 from nnclust.core import seeding
-from nnclust.core.registry import Registry
 from nnclust.nets.validate import layer_modules
+from nnclust.pruning.registry import SPARSE_INITS as INITS
 
 
-def _he_std(mask: torch.Tensor) -> torch.Tensor:
+def he_std(mask: torch.Tensor) -> torch.Tensor:
     fan_in = mask.flatten(1).sum(1).double()  # (out,)
     std = torch.where(fan_in > 0, (2.0 / fan_in.clamp(min=1)).sqrt(), torch.zeros_like(fan_in))
     return std.view(-1, *([1] * (mask.dim() - 1))).expand(mask.shape)
 
 
-def _glorot_std(mask: torch.Tensor) -> torch.Tensor:
+def glorot_std(mask: torch.Tensor) -> torch.Tensor:
     m = mask.double()
     fan_in = m.flatten(1).sum(1).view(-1, *([1] * (mask.dim() - 1)))  # (out, 1[, 1, 1])
     fan_out = m.sum(0, keepdim=True)  # (1, in[, kh, kw]): kernel positions of input i
@@ -39,11 +39,6 @@ def _glorot_std(mask: torch.Tensor) -> torch.Tensor:
         fan_out = fan_out.sum((2, 3), keepdim=True)
     total = fan_in + fan_out
     return torch.where(total > 0, (2.0 / total.clamp(min=1)).sqrt(), torch.zeros_like(total)).expand(mask.shape)
-
-
-# Init name -> f(mask: bool tensor shaped like the weight) -> per-weight std, or None to
-# keep the module's own initialisation.
-INITS = Registry("initialisation", {"default": None, "he": _he_std, "glorot": _glorot_std})
 
 
 @torch.no_grad()

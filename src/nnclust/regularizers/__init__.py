@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from nnclust.core.lazy import Lazy, lazy_exports
 from nnclust.core.registry import Registry
-from nnclust.regularizers.clusterability import (
-    ClusterabilityRegularizer,
-    LaplacianEigensolver,
-    clusterability_loss,
-    from_config,
-    laplacian_eigenvalues,
-    rescale_hidden_units,
-    weight_graph_edges,
-)
-from nnclust.regularizers.l1 import L1Penalty, l1_from_config
 
-# name -> builder taking the section's other keys as a dict
-REGULARIZERS = Registry("regularizer", {"clusterability": from_config, "l1": l1_from_config})
+# name -> builder taking the section's other keys as a dict; imported (with torch) when
+# first looked up, so that config checks read the names for free
+REGULARIZERS = Registry(
+    "regularizer",
+    {
+        "clusterability": Lazy("nnclust.regularizers.clusterability.callback:from_config"),
+        "l1": Lazy("nnclust.regularizers.l1:l1_from_config"),
+    },
+)
 
 
 def build_regularizer(spec: Mapping):
@@ -39,3 +37,16 @@ __all__ = [
     "rescale_hidden_units",
     "weight_graph_edges",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    [
+        "nnclust.regularizers.clusterability:ClusterabilityRegularizer",
+        "nnclust.regularizers.clusterability:LaplacianEigensolver",
+        "nnclust.regularizers.clusterability:clusterability_loss",
+        "nnclust.regularizers.clusterability:from_config",
+        "nnclust.regularizers.clusterability:laplacian_eigenvalues",
+        "nnclust.regularizers.clusterability:rescale_hidden_units",
+        "nnclust.regularizers.clusterability:weight_graph_edges",
+        "nnclust.regularizers.l1:L1Penalty",
+    ],
+)

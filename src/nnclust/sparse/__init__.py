@@ -3,20 +3,24 @@ bias folded), the model functions for dense and sparse models alike; parameter
 selection, model mixing, the vulcanizer and the tracker (`nnclust.sparse.selection`,
 `.mixing`, `.vulcanizer`, `.tracker`)."""
 
-from nnclust.sparse.compaction import FORMATS, Compaction, compact, hidden_units, nonzero_parameters
-from nnclust.sparse.csr import CSRLinear, SparseConversionError, SparseMLP, csr_from_dense, mlp_layers, to_csr
-from nnclust.sparse.functions import (
-    accuracy,
-    output_accuracy,
-    outputs,
-    partial_outputs,
-    top1_top2_ratio,
-    top_k_accuracy,
+from nnclust.core.lazy import Lazy, lazy_exports
+from nnclust.core.registry import Registry
+
+# Defined here, with nothing heavy imported, because config checks read them: the
+# formats a compacted model is stored in (``compact(..., format)``), and the methods
+# of `nnclust.sparse.mixing.mix`.
+FORMATS = ("dense", "csr")
+MIXERS = Registry(
+    "mixing method",
+    {
+        name: Lazy(f"nnclust.sparse.mixing:{name}")
+        for name in ("average", "weighted", "rank_and_zero", "replace_by_nonzero")
+    },
 )
-from nnclust.sparse.measure import model_nbytes, peak_inference_memory, time_inference
 
 __all__ = [
     "FORMATS",
+    "MIXERS",
     "CSRLinear",
     "Compaction",
     "SparseConversionError",
@@ -37,3 +41,27 @@ __all__ = [
     "top1_top2_ratio",
     "top_k_accuracy",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    [
+        "nnclust.sparse.compaction:Compaction",
+        "nnclust.sparse.compaction:compact",
+        "nnclust.sparse.compaction:hidden_units",
+        "nnclust.sparse.compaction:nonzero_parameters",
+        "nnclust.sparse.csr:CSRLinear",
+        "nnclust.sparse.csr:SparseConversionError",
+        "nnclust.sparse.csr:SparseMLP",
+        "nnclust.sparse.csr:csr_from_dense",
+        "nnclust.sparse.csr:mlp_layers",
+        "nnclust.sparse.csr:to_csr",
+        "nnclust.sparse.functions:accuracy",
+        "nnclust.sparse.functions:output_accuracy",
+        "nnclust.sparse.functions:outputs",
+        "nnclust.sparse.functions:partial_outputs",
+        "nnclust.sparse.functions:top1_top2_ratio",
+        "nnclust.sparse.functions:top_k_accuracy",
+        "nnclust.sparse.measure:model_nbytes",
+        "nnclust.sparse.measure:peak_inference_memory",
+        "nnclust.sparse.measure:time_inference",
+    ],
+)

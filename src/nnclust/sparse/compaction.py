@@ -20,10 +20,9 @@ from torch import nn
 from nnclust.nets.layers import mlp_from_layers
 from nnclust.nets.validate import layer_modules
 from nnclust.nets.weight_layer import WeightLayer
+from nnclust.sparse import FORMATS
 from nnclust.sparse.csr import SparseMLP, input_shape_of, mlp_layers
 from nnclust.structure.surgery import Removal, compact_layers
-
-FORMATS = ("dense", "csr")
 
 
 def nonzero_parameters(layers: Sequence[WeightLayer]) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from nnclust.core.registry import Registry
+from nnclust.sparse import MIXERS
 
 
 class MixError(ValueError):
@@ -102,17 +102,6 @@ def replace_by_nonzero(states, importances=None, keep=0.5):
             t = torch.where(t == 0, other[name], t)
         out[name] = t
     return out
-
-
-MIXERS = Registry(
-    "mixing method",
-    {
-        "average": average,
-        "weighted": weighted,
-        "rank_and_zero": rank_and_zero,
-        "replace_by_nonzero": replace_by_nonzero,
-    },
-)
 
 
 def mix(states: Sequence[Mapping[str, torch.Tensor]], method: str = "average", importances=None, keep: float = 0.5):

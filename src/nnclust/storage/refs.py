@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nnclust.nets.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from nnclust.storage import mongo
 from nnclust.storage.paths import MODEL_ARTIFACTS
+
+if TYPE_CHECKING:
+    from nnclust.nets.checkpoint import Checkpoint
 
 # A model reference may point at a run of these experiments; their config names the model.
 _FORWARDING_KEY = "model"
@@ -68,6 +71,9 @@ def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
 
 def load_model_ref(ref: str | os.PathLike) -> tuple[Path, Checkpoint]:
     """Resolve and load a model reference; errors name the file and the fix."""
+    # Imported here: resolving references (config checks, lineage) needs no torch.
+    from nnclust.nets.checkpoint import CheckpointError, load_checkpoint
+
     path = resolve_model(ref)
     try:
         return path, load_checkpoint(path)

@@ -1,16 +1,11 @@
-"""Training: a short loop plus callbacks."""
+"""Training: a short loop plus callbacks.
 
-from nnclust.training.callbacks import EarlyStopping, FixedMasks, MagnitudePruning, apply_masks, prunable_weights
-from nnclust.training.loop import (
-    OPTIMIZER_DEFAULTS,
-    OPTIMIZERS,
-    TrainState,
-    evaluate,
-    make_optimizer,
-    task_accuracy,
-    train,
-)
-from nnclust.training.losses import OBJECTIVES
+The optimizer registry and its defaults import nothing heavy (config checks read them);
+the loop, the callbacks and the objectives import torch when first used.
+"""
+
+from nnclust.core.lazy import lazy_exports
+from nnclust.training.optimizers import OPTIMIZER_DEFAULTS, OPTIMIZERS, make_optimizer
 
 __all__ = [
     "OBJECTIVES",
@@ -27,3 +22,18 @@ __all__ = [
     "task_accuracy",
     "train",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    [
+        "nnclust.training.callbacks:EarlyStopping",
+        "nnclust.training.callbacks:FixedMasks",
+        "nnclust.training.callbacks:MagnitudePruning",
+        "nnclust.training.callbacks:apply_masks",
+        "nnclust.training.callbacks:prunable_weights",
+        "nnclust.training.loop:TrainState",
+        "nnclust.training.loop:evaluate",
+        "nnclust.training.loop:task_accuracy",
+        "nnclust.training.loop:train",
+        "nnclust.training.losses:OBJECTIVES",
+    ],
+)

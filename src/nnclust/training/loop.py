@@ -16,29 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nnclust.core import seeding
-from nnclust.core.config import check_keys
-from nnclust.core.registry import Registry
 from nnclust.training.losses import OBJECTIVES
-
-OPTIMIZERS = Registry(
-    "optimizer",
-    {
-        "adam": lambda params, lr, momentum, weight_decay: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
-        "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay
-        ),
-    },
-)
-OPTIMIZER_DEFAULTS = {"name": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0}
-
-
-def make_optimizer(spec: dict, params) -> torch.optim.Optimizer:
-    check_keys("optimizer", spec, OPTIMIZER_DEFAULTS)
-    spec = {**OPTIMIZER_DEFAULTS, **spec}
-    if spec["lr"] <= 0:
-        raise ValueError(f"optimizer.lr must be > 0, got {spec['lr']}")
-    build = OPTIMIZERS[spec["name"]]
-    return build(params, spec["lr"], spec["momentum"], spec["weight_decay"])
+from nnclust.training.optimizers import make_optimizer
 
 
 @dataclass

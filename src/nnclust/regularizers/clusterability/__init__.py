@@ -22,15 +22,12 @@ So the backward costs O(edges * k) and never forms a dense matrix, whereas autog
 through a dense ``eigh`` costs O(N^3) time and several N x N matrices.
 """
 
-from nnclust.regularizers.clusterability.autograd import (
-    LaplacianEigenvalues,
-    clusterability_loss,
-    laplacian_eigenvalues,
-)
-from nnclust.regularizers.clusterability.callback import CONFIG_DEFAULTS, ClusterabilityRegularizer, from_config
-from nnclust.regularizers.clusterability.edges import EdgeList, weight_graph_edges
-from nnclust.regularizers.clusterability.eigensolver import METHODS, LaplacianEigensolver
-from nnclust.structure.transforms import UNIT_NORM, rescale_hidden_units
+from nnclust.core.lazy import lazy_exports
+
+# The `cluster_gradient_config` section of training, and the options of the
+# "clusterability" regularizer: the one place its defaults are written (importing this
+# package does not import torch, so config checks read them for free).
+CONFIG_DEFAULTS = {"lambda": 0.01, "num_eigs": 3, "frequency": 1, "normalize": True}
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -46,3 +43,19 @@ __all__ = [
     "rescale_hidden_units",
     "weight_graph_edges",
 ]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    [
+        "nnclust.regularizers.clusterability.autograd:LaplacianEigenvalues",
+        "nnclust.regularizers.clusterability.autograd:clusterability_loss",
+        "nnclust.regularizers.clusterability.autograd:laplacian_eigenvalues",
+        "nnclust.regularizers.clusterability.callback:ClusterabilityRegularizer",
+        "nnclust.regularizers.clusterability.callback:from_config",
+        "nnclust.regularizers.clusterability.edges:EdgeList",
+        "nnclust.regularizers.clusterability.edges:weight_graph_edges",
+        "nnclust.regularizers.clusterability.eigensolver:METHODS",
+        "nnclust.regularizers.clusterability.eigensolver:LaplacianEigensolver",
+        "nnclust.structure.transforms:UNIT_NORM",
+        "nnclust.structure.transforms:rescale_hidden_units",
+    ],
+)

@@ -8,13 +8,10 @@ import numpy as np
 import torch
 
 from nnclust.core.config import check_keys
+from nnclust.regularizers.clusterability import CONFIG_DEFAULTS
 from nnclust.regularizers.clusterability.autograd import clusterability_loss
 from nnclust.regularizers.clusterability.eigensolver import LaplacianEigensolver
 from nnclust.structure.transforms import rescale_hidden_units
-
-# The `cluster_gradient_config` section of training, and the options of the
-# "clusterability" regularizer: the one place its defaults are written.
-CONFIG_DEFAULTS = {"lambda": 0.01, "num_eigs": 3, "frequency": 1, "normalize": True}
 
 
 def _check_number(name: str, value, low: float, integer: bool = False):
