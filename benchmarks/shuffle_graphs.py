@@ -74,7 +74,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     args = parser.parse_args()
     if not args.checkpoint.exists():
-        sys.exit(f"{args.checkpoint} is missing: run benchmarks/shuffle_significance.py once, which trains and caches it")
+        sys.exit(
+            f"{args.checkpoint} is missing: run benchmarks/shuffle_significance.py once, which trains and caches it"
+        )
     layers = extract_layers(load_checkpoint(args.checkpoint))
     graphs = PatternGraphs(layers)
     times = {"dense": [], "study": [], "eigen": []}

@@ -3,7 +3,6 @@ folder observer, and output capture that keeps progress bars readable."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import signal
 import sys
@@ -12,18 +11,6 @@ from pathlib import Path
 
 # sacred 0.8.7 imports pkg_resources at import time; the deprecation notice is noise.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-# Sacred imports pandas whenever it is installed (sacred.optional), only to register the
-# JSON handlers of its data frames; that costs a third of a second on every print_config
-# and --help. Unless something has already imported pandas (or Sacred), Sacred loads
-# here with pandas hidden (a None entry in sys.modules fails the import), and each
-# observed run registers the handlers when it starts (`_serialize_pandas`).
-if "sacred" not in sys.modules and "pandas" not in sys.modules:
-    sys.modules["pandas"] = None
-    try:
-        import sacred  # noqa: F401
-    finally:
-        del sys.modules["pandas"]
 
 from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
@@ -80,7 +67,6 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     (e.g. a resumed run taking its predecessor's config).
     """
     ex = Experiment(name, save_git_info=False)
-    ex.pre_run_hook(_serialize_pandas)
     ex.pre_run_hook(lambda _run: record_stores(_run))
     if constraints or relations or sections:
 
@@ -101,21 +87,6 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
         elif "." not in stem and name == "train_model":
             ex.add_named_config(stem, str(path))
     return ex
-
-
-def _serialize_pandas(_run) -> None:
-    """Pre-run hook: register jsonpickle's pandas handlers, as Sacred does when it finds
-    pandas at import (here it may not have: see the top of this module), so that an
-    observed run stores data frames in its results and info the same either way."""
-    import sacred.optional
-
-    if not _run.observers or sacred.optional.has_pandas or importlib.util.find_spec("pandas") is None:
-        return
-    import jsonpickle.ext.pandas
-    import pandas
-
-    jsonpickle.ext.pandas.register_handlers()
-    sacred.optional.has_pandas, sacred.optional.pandas = True, pandas
 
 
 class RunFolderObserver(FileStorageObserver):
