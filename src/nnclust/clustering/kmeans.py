@@ -7,9 +7,9 @@ algorithm is scikit-learn's: greedy k-means++ (2 + log k candidates per centre),
 iterations until the labels stop changing or the centres move less than `tol` times the
 mean feature variance, empty clusters moved to the points farthest from their centres,
 and the start of lowest inertia wins. Measured with 50 starts, k=12, one thread
-(`benchmarks/shuffle_significance.py`): 2.6x faster than `KMeans` on 330-row
-embeddings, where its per-start set-up dominates, 0.84-0.94x its speed on 1700-2300
-rows, where its fused Cython loop beats numpy's passes over the (rows, k, starts) scores.
+(`benchmarks/shuffle_significance.py`): 1.1-1.3x faster than `KMeans` on the
+1700-2300-row embeddings of 784-wide MLPs, mostly from the float32 nearest-centre step
+(`_Nearest`); its Cython Lloyd loop is otherwise hard to beat with numpy passes.
 Written by hand because no installed library batches starts (faiss is not a
 dependency), and so that clustering needs no scikit-learn import (2 s per process).
 """
