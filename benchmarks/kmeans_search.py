@@ -54,10 +54,13 @@ def lloyd_trace(x: np.ndarray, centres: np.ndarray, tol: float) -> tuple[list[fl
         d2 = ((x[:, None] - centres[None]) ** 2).sum(axis=2)
         gap = np.linalg.norm(centres[:, None] - centres[None], axis=2) + np.diag(np.full(K, np.inf))
         bound = np.maximum(lower, gap.min(axis=1)[labels] / 2)
-        recompute.append(float(np.mean(np.sqrt(d2[np.arange(n), labels]) > bound)))
-        new_labels = d2.argmin(axis=1)
+        # a row whose bounds fail is first tightened (its own distance), then recomputed
+        upper = np.where(upper > bound, np.sqrt(d2[np.arange(n), labels]), upper)
+        full = upper > bound
+        recompute.append(float(np.mean(full)))
+        new_labels = d2.argmin(axis=1)  # rows not recomputed keep their label: the bounds prove it
         two = np.sqrt(np.sort(d2, axis=1)[:, :2])
-        upper, lower = two[:, 0], two[:, 1]
+        upper, lower = np.where(full, two[:, 0], upper), np.where(full, two[:, 1], lower)
         inertia.append(float(d2[np.arange(n), new_labels].sum()))
         if np.array_equal(new_labels, labels) or shift <= tol:
             break
