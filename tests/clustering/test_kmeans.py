@@ -36,6 +36,17 @@ def test_separated_blobs_are_found_with_their_inertia(k):
     assert inertia == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_units_of_the_rows_do_not_matter(scale):
+    # squared distances of rows in these units leave float32's range (1e-38 to 3e38)
+    x, truth, _ = blobs(k=5)
+    labels, inertia = kmeans(x * scale, 5, 5, np.random.default_rng(0))
+    assert same_partition(labels, truth)
+    assert np.array_equal(labels, kmeans(x, 5, 5, np.random.default_rng(0))[0])
+    expected = sum(((x[truth == c] - x[truth == c].mean(0)) ** 2).sum() for c in range(5))
+    assert inertia == pytest.approx(expected * scale**2, rel=1e-9)
+
+
 def test_as_many_clusters_as_distinct_points_gives_zero_inertia():
     x = np.arange(12.0).reshape(6, 2) ** 2
     labels, inertia = kmeans(x, 6, 3, np.random.default_rng(1))

@@ -41,6 +41,19 @@ def _scores(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return (x @ rhs[:d] + rhs[d]).reshape(x.shape[0], s, k)
 
 
+def _centred(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rows of x less their mean, scaled by a power of two to at most 1 in magnitude;
+    the mean; the scale). Nearest centres and k-means++ draws do not change under a
+    shift and a common scale, and this range keeps squared distances far from float32's
+    overflow (3e38) and underflow (1e-38) whatever the units of x; a power of two
+    scales without rounding."""
+    mean = x.mean(axis=0)
+    xc = x - mean
+    top = float(np.abs(xc).max()) if xc.size else 0.0
+    scale = 2.0 ** math.ceil(math.log2(top)) if top > 0 else 1.0
+    return xc / scale, mean, scale
+
+
 class _Nearest:
     """Index of each row's nearest centre in every start, for one x: ``(centers (S, k, d))
     -> (n, S)``, in float32, CHUNK rows at a time into buffers made once per k-means.
@@ -51,8 +64,8 @@ class _Nearest:
     and every pass over the (rows, k S) scores against float64 (1.7x on the whole step
     with 50 starts, k = 12, 2300 rows, one thread), and the product writes into one
     buffer, as a fresh result array per call costs page faults on every call. The rows
-    are centred on their mean first, which k-means does not see, so that |x|^2 stays
-    near the distances' own scale and float32 keeps about 6 significant digits of each
+    are centred on their mean (and scaled, `_centred`) first, which k-means does not
+    see, so that |x|^2 stays near the distances' own scale and float32 keeps about 6 significant digits of each
     distance; rows whose two nearest centres are closer than that may go to either, as
     they would under another summation order. The centres themselves, the convergence
     test and the final labels and inertia (`kmeans_starts`) stay float64.
@@ -69,14 +82,14 @@ class _Nearest:
         self.n = x.shape[0]
         self.dtype, self.int_type = np.dtype(dtype), np.dtype(f"i{np.dtype(dtype).itemsize}")
         self.bits = max(1, (k - 1).bit_length())
-        self.mean = x.mean(axis=0)
-        x = x - self.mean
+        x, self.mean, self.scale = _centred(x)
         self.x_aug = np.column_stack([x, np.einsum("nd,nd->n", x, x), np.ones(self.n)]).astype(dtype)
         self.buf = np.empty(min(CHUNK, self.n) * k * n_init, dtype=dtype)
 
     def __call__(self, centers: np.ndarray) -> np.ndarray:
         s, k, d = centers.shape
-        flat = (centers - self.mean).transpose(1, 0, 2).reshape(k * s, d)  # column j*S + t: centre j of start t
+        # column j*S + t: centre j of start t, shifted and scaled as the rows
+        flat = ((centers - self.mean) / self.scale).transpose(1, 0, 2).reshape(k * s, d)
         rhs = np.empty((d + 2, k * s), dtype=self.dtype)
         rhs[:d] = -2.0 * flat.T
         rhs[d] = 1.0
@@ -112,7 +125,7 @@ def kmeans_plusplus(x: np.ndarray, k: int, n_init: int, rng: np.random.Generator
     centers[:, 0] = x[first]
     # [a, |a|^2, 1] . [-2 b, 1, |b|^2] = |a - b|^2, on centred rows in float32 as in
     # `_Nearest`; the sums that pick a candidate and place the draws stay float64.
-    xc = x - x.mean(axis=0)
+    xc = _centred(x)[0]
     x_sq = np.einsum("nd,nd->n", xc, xc)
     x_aug = np.column_stack([xc, x_sq, np.ones(n)]).astype(np.float32)
     cand_rhs = np.vstack([-2.0 * xc.T, np.ones(n), x_sq]).astype(np.float32)
