@@ -26,7 +26,7 @@ def same_partition(a, b):
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-@pytest.mark.parametrize("k", [2, 3, 4, 5, 9, 17])  # around each power of two: centre indices packed in low bits
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 9, 17, 65])  # around powers of two: indices packed in low bits; 65: float64
 def test_separated_blobs_are_found_with_their_inertia(k):
     x, truth, _ = blobs(k=k)
     labels, inertia = kmeans(x, k, 5, np.random.default_rng(0))

@@ -24,6 +24,9 @@ import scipy.sparse as sp
 MAX_ITER = 300
 TOL = 1e-4
 CHUNK = 256
+# Above this many centres the index takes more than 6 of float32's 23 mantissa bits, and
+# the Lloyd step runs in float64 instead.
+FLOAT32_MAX_K = 64
 
 
 def _scores(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -56,7 +59,8 @@ def _centred(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 class _Nearest:
     """Index of each row's nearest centre in every start, for one x: ``(centers (S, k, d))
-    -> (n, S)``, in float32, CHUNK rows at a time into buffers made once per k-means.
+    -> (n, S)``, CHUNK rows at a time into a buffer made once per k-means; in float32
+    (the Lloyd iterations, up to FLOAT32_MAX_K centres) or float64 (the final labels).
 
     The squared distances |x|^2 - 2 x.c + |c|^2 come from one product [x, |x|^2, 1]
     (n, d+2) x [-2 c; 1; |c|^2] (d+2, k S) for all starts: a batched product of S small
@@ -65,17 +69,19 @@ class _Nearest:
     with 50 starts, k = 12, 2300 rows, one thread), and the product writes into one
     buffer, as a fresh result array per call costs page faults on every call. The rows
     are centred on their mean (and scaled, `_centred`) first, which k-means does not
-    see, so that |x|^2 stays near the distances' own scale and float32 keeps about 6 significant digits of each
-    distance; rows whose two nearest centres are closer than that may go to either, as
-    they would under another summation order. The centres themselves, the convergence
-    test and the final labels and inertia (`kmeans_starts`) stay float64.
+    see, so that |x|^2 stays near the distances' own scale and float32 keeps about 6
+    significant digits of each distance; rows whose two nearest centres are closer than
+    that may go to either, as they would under another summation order. The centres
+    themselves, the convergence test and the final labels and inertia (`kmeans_starts`)
+    stay float64.
 
     numpy's argmin over a short axis (k = 12) loops once per (row, start), which made it
-    the slowest step. Instead each squared distance (>= 0, so its float32 bits order like
-    int32) gets its centre index written into its lowest mantissa bits, and one minimum
-    over the centre axis, laid out in the middle as (rows, k, S), runs as k vectorized
-    passes and yields distance and index together. Ties within those lowest bits go to the
-    lower index, as argmin's exact ties do.
+    the slowest step. Instead each squared distance (>= 0, so its float bits order like
+    integers of the same width) gets its centre index written into its lowest mantissa
+    bits, and one minimum over the centre axis, laid out in the middle as (rows, k, S),
+    runs as k vectorized passes and yields distance and index together. Ties within
+    those lowest bits (ceil(log2 k) of float32's 23) go to the lower index, as argmin's
+    exact ties do.
     """
 
     def __init__(self, x: np.ndarray, k: int, n_init: int, dtype=np.float32):
@@ -180,7 +186,7 @@ def kmeans_starts(
         raise ValueError(f"n_init must be >= 1, got {n_init}")
     tol = tol * float(np.mean(np.var(x, axis=0)))
     centers = kmeans_plusplus(x, k, n_init, rng)
-    nearest = _Nearest(x, k, n_init)
+    nearest = _Nearest(x, k, n_init, np.float32 if k <= FLOAT32_MAX_K else np.float64)
     active = np.arange(n_init)  # starts still moving
     previous = np.full((n, n_init), -1)  # their labels in the last iteration
     for _ in range(max_iter):
