@@ -3,24 +3,14 @@ network's own n-cut over further searches is reported."""
 
 import numpy as np
 import pytest
+from tests.networks import small_layers
 
 import nnclust.clustering.spectral as spectral
 from nnclust.clustering.significance import shuffle_statistics
 from nnclust.clustering.spectral import N_INIT, kmeans_labels, ncut, spectral_embedding
 from nnclust.clustering.study import SPREAD_SEARCHES, cluster_layers, shuffle_significance
 from nnclust.core import seeding
-from nnclust.nets.layers import WeightLayer
 from nnclust.structure.graph import build_graph
-
-
-def small_layers(seed=0, shapes=((24, 10), (24, 24), (4, 24))):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, s in enumerate(shapes):
-        w = rng.normal(size=s)
-        w[rng.random(s) < 0.5] = 0
-        out.append(WeightLayer(f"l{i}.fc", "fc", w))
-    return out
 
 
 @pytest.fixture

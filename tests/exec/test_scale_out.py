@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from tests.networks import small_layers
 
 from nnclust.clustering.batched import batched_spectral_embeddings
 from nnclust.clustering.spectral import spectral_embedding
 from nnclust.clustering.study import cluster_layers, shuffle_significance
 from nnclust.exec.grid import expand_grid, run_grid
 from nnclust.exec.parallel import map_tasks
-from nnclust.nets.layers import WeightLayer
 from nnclust.structure.graph import build_graph
 
 MOONS = {
@@ -23,16 +23,6 @@ MOONS = {
     "batch_size": 32,
     "progress": False,
 }
-
-
-def small_layers(seed=0, shapes=((24, 10), (24, 24), (4, 24))):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, s in enumerate(shapes):
-        w = rng.normal(size=s)
-        w[rng.random(s) < 0.5] = 0
-        out.append(WeightLayer(f"l{i}.fc", "fc", w))
-    return out
 
 
 def random_graph(n, seed):
