@@ -29,21 +29,6 @@ CHUNK = 256
 FLOAT32_MAX_K = 64
 
 
-def _scores(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """(n, S, k) squared distances less |x|^2, which orders each row's centres alike.
-
-    One product [x, 1] (n, d+1) x [-2 c; |c|^2] (d+1, S k) for all starts: a batched
-    product of S small matrices costs several times more in per-matrix overhead, and
-    leaving out |x|^2 saves two passes over the (n, S k) result per iteration.
-    """
-    s, k, d = centers.shape
-    flat = centers.reshape(s * k, d)
-    rhs = np.empty((d + 1, s * k))
-    np.multiply(flat.T, -2.0, out=rhs[:d])
-    rhs[d] = np.einsum("cd,cd->c", flat, flat)
-    return (x @ rhs[:d] + rhs[d]).reshape(x.shape[0], s, k)
-
-
 def _centred(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(rows of x less their mean, scaled by a power of two to at most 1 in magnitude;
     the mean; the scale). Nearest centres and k-means++ draws do not change under a
@@ -55,6 +40,22 @@ def _centred(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     top = float(np.abs(xc).max()) if xc.size else 0.0
     scale = 2.0 ** math.ceil(math.log2(top)) if top > 0 else 1.0
     return xc / scale, mean, scale
+
+
+def _row_form(a: np.ndarray, dtype) -> np.ndarray:
+    """[a, |a|^2, 1] (n, d+2). With `_column_form`, [a, |a|^2, 1] . [-2 b; 1; |b|^2]
+    = |a - b|^2: every squared distance between two sets of rows is one product."""
+    return np.column_stack([a, np.einsum("nd,nd->n", a, a), np.ones(a.shape[0])]).astype(dtype)
+
+
+def _column_form(b: np.ndarray, dtype) -> np.ndarray:
+    """[-2 b^T; 1; |b|^2] (d+2, m), the right-hand side of `_row_form`; computed in
+    b's precision and rounded to `dtype` once."""
+    out = np.empty((b.shape[1] + 2, b.shape[0]), dtype=dtype)
+    out[:-2] = -2.0 * b.T
+    out[-2] = 1.0
+    out[-1] = np.einsum("nd,nd->n", b, b)
+    return out
 
 
 class _Nearest:
@@ -89,17 +90,14 @@ class _Nearest:
         self.dtype, self.int_type = np.dtype(dtype), np.dtype(f"i{np.dtype(dtype).itemsize}")
         self.bits = max(1, (k - 1).bit_length())
         x, self.mean, self.scale = _centred(x)
-        self.x_aug = np.column_stack([x, np.einsum("nd,nd->n", x, x), np.ones(self.n)]).astype(dtype)
+        self.x_aug = _row_form(x, dtype)
         self.buf = np.empty(min(CHUNK, self.n) * k * n_init, dtype=dtype)
 
     def __call__(self, centers: np.ndarray) -> np.ndarray:
         s, k, d = centers.shape
         # column j*S + t: centre j of start t, shifted and scaled as the rows
         flat = ((centers - self.mean) / self.scale).transpose(1, 0, 2).reshape(k * s, d)
-        rhs = np.empty((d + 2, k * s), dtype=self.dtype)
-        rhs[:d] = -2.0 * flat.T
-        rhs[d] = 1.0
-        rhs[d + 1] = np.einsum("cd,cd->c", flat, flat)
+        rhs = _column_form(flat, self.dtype)
         index = np.repeat(np.arange(k, dtype=self.int_type), s)
         clear = self.int_type.type(~((1 << self.bits) - 1))
         low = self.int_type.type((1 << self.bits) - 1)
@@ -129,12 +127,10 @@ def kmeans_plusplus(x: np.ndarray, k: int, n_init: int, rng: np.random.Generator
     centers = np.empty((n_init, k, d))
     first = rng.integers(n, size=n_init)
     centers[:, 0] = x[first]
-    # [a, |a|^2, 1] . [-2 b, 1, |b|^2] = |a - b|^2, on centred rows in float32 as in
-    # `_Nearest`; the sums that pick a candidate and place the draws stay float64.
+    # Squared distances as one product (`_row_form`, `_column_form`), on centred rows in
+    # float32 as in `_Nearest`; the sums that pick a candidate and place the draws stay float64.
     xc = _centred(x)[0]
-    x_sq = np.einsum("nd,nd->n", xc, xc)
-    x_aug = np.column_stack([xc, x_sq, np.ones(n)]).astype(np.float32)
-    cand_rhs = np.vstack([-2.0 * xc.T, np.ones(n), x_sq]).astype(np.float32)
+    x_aug, cand_rhs = _row_form(xc, np.float32), _column_form(xc, np.float32)
     closest = np.maximum(x_aug[first] @ cand_rhs, 0.0)  # (S, n)
     for c in range(1, k):
         cum = np.cumsum(closest, axis=1, dtype=np.float64)  # (S, n)
@@ -150,12 +146,12 @@ def kmeans_plusplus(x: np.ndarray, k: int, n_init: int, rng: np.random.Generator
     return centers
 
 
-def _relocate_empty(x: np.ndarray, labels: np.ndarray, dists: np.ndarray, centers: np.ndarray, s: int) -> None:
+def _relocate_empty(x: np.ndarray, labels: np.ndarray, centers: np.ndarray, s: int) -> None:
     """Move start s's empty clusters onto the points farthest from their centres
     (scikit-learn's rule), in place in `labels` (n, S) and `centers` (S, k, d)."""
     k = centers.shape[1]
     empty = np.flatnonzero(np.bincount(labels[:, s], minlength=k) == 0)
-    own = dists[np.arange(x.shape[0]), s, labels[:, s]] + np.einsum("nd,nd->n", x, x)
+    own = ((x - centers[s, labels[:, s]]) ** 2).sum(axis=1)
     far = np.argsort(-own, kind="stable")[: empty.size]
     centers[s, empty] = x[far]
     labels[far, s] = empty
@@ -195,7 +191,7 @@ def kmeans_starts(
         sums, counts = _means(x, new, k)
         if (counts == 0).any():  # rare: only from degenerate starts
             for s in np.flatnonzero((counts == 0).any(axis=1)):
-                _relocate_empty(x, new, _scores(x, c), c, s)
+                _relocate_empty(x, new, c, s)
             sums, counts = _means(x, new, k)
         moved = sums / np.maximum(counts, 1)[:, :, None]
         # a cluster still empty (duplicate points: fewer distinct rows than k) keeps its centre
