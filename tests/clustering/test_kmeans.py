@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from nnclust.clustering.kmeans import _Nearest, kmeans, kmeans_plusplus, kmeans_starts
+from nnclust.clustering.kmeans import _Nearest, _relocate_empty, kmeans, kmeans_plusplus, kmeans_starts
 from nnclust.clustering.spectral import kmeans_labels, ncut, spectral_embedding
 from nnclust.clustering.study import _shuffled_graph
 from nnclust.nets.checkpoint import load_checkpoint
@@ -60,6 +60,17 @@ def test_empty_clusters_move_to_the_farthest_points():
     labels, inertia = kmeans(x, 3, 4, np.random.default_rng(0))
     assert inertia == 0.0
     assert len(set(labels[:5])) == 1 and len(set(labels[5:])) == 1 and labels[0] != labels[5]
+
+
+def test_an_empty_cluster_takes_the_row_farthest_from_its_centre():
+    x = np.array([[0.0], [1.0], [2.5], [9.0], [10.0], [14.0]])
+    labels = np.array([[0, 0], [0, 0], [0, 0], [1, 1], [1, 1], [1, 1]])  # cluster 2 empty in both starts
+    centres = np.array([[[1.0], [10.0], [50.0]], [[-3.0], [13.0], [50.0]]])
+    _relocate_empty(x, labels, centres, 1)  # start 1: 2.5 is farthest (5.5 from -3)
+    assert centres[1, 2, 0] == 2.5 and labels[2, 1] == 2
+    assert centres[0, 2, 0] == 50.0 and labels[2, 0] == 0  # start 0 untouched
+    _relocate_empty(x, labels, centres, 0)  # start 0: 14 (4 from 10), not 2.5 (1.5 from 1)
+    assert centres[0, 2, 0] == 14.0 and labels[5, 0] == 2
 
 
 def test_best_start_is_returned_and_every_start_is_a_lloyd_fixed_point():
