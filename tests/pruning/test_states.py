@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nnclust.pruning import states as S
+from nnclust.structure.connectivity import backward_reach, forward_reach
 from nnclust.pruning.states import (
     ALIVE,
     AUDIENCE,
@@ -214,10 +215,6 @@ def _walk_classes(weights, biases):
         inc.append(
             [any(weights[g - 1][j, i] != 0 and inc[g - 1][i] for i in range(sizes[g - 1])) for j in range(sizes[g])]
         )
-    outc = [None] * (L + 1)
-    outc[L] = [True] * sizes[L]
-    for g in range(L - 1, -1, -1):
-        outc[g] = [any(weights[g][k, j] != 0 and outc[g + 1][k] for k in range(sizes[g + 1])) for j in range(sizes[g])]
     const = [[0.0] * sizes[0]]
     for g in range(1, L):
         row = []
@@ -227,6 +224,15 @@ def _walk_classes(weights, biases):
             )
             row.append(max(s, 0.0))
         const.append(row)
+    # Productive, recursively from the outputs: not constantly 0, and a productive child.
+    outc = [None] * (L + 1)
+    outc[L] = [True] * sizes[L]
+    for g in range(L - 1, 0, -1):
+        outc[g] = [
+            (inc[g][j] or const[g][j] > 0)
+            and any(weights[g][k, j] != 0 and outc[g + 1][k] for k in range(sizes[g + 1]))
+            for j in range(sizes[g])
+        ]
     classes = []
     for g in range(1, L):
         layer = []
@@ -290,3 +296,96 @@ def test_unproductive_parameters_cannot_change_any_output(seed):
             torch.testing.assert_close(_forward(w, b2, x), base, rtol=0, atol=1e-12)
             checked += 1
     assert checked > 0
+
+
+def test_a_unit_out_connected_only_through_constant_zero_units_is_unproductive():
+    """i0 -> [a0, z1] -> [b0, z2] -> [b1, c] -> o0, where z1 (bias 1) feeds z2 (bias 0.5,
+    constant 1.5), which feeds only c (bias 0.5, weight -2: constant relu(0.5 - 3) = 0).
+    Every route from z1 and z2 to the output passes through c, so both are dead although
+    they are out-connected; a path of nonzero weights is not productivity."""
+    w1 = np.array([[1.0], [0.0]])
+    b1 = np.array([0.1, 1.0])
+    w2 = np.array([[1.0, 0.0], [0.0, 1.0]])
+    b2 = np.array([0.1, 0.5])
+    w3 = np.array([[1.0, 0.0], [0.0, -2.0]])
+    b3 = np.array([0.1, 0.5])
+    w4 = np.array([[1.0, 1.0]])
+    b4 = np.array([0.2])
+    w, b = [w1, w2, w3, w4], [b1, b2, b3, b4]
+    assert unit_class_names(w, b) == [["alive", "dead"], ["alive", "dead"], ["alive", "dead"]]
+    ws, bs = param_states(w, b)
+    assert ws[1][1, 1] == UNPRODUCTIVE and ws[2][1, 1] == UNPRODUCTIVE and ws[3][0, 1] == UNPRODUCTIVE
+    assert [s[1] for s in bs[:3]] == [UNPRODUCTIVE] * 3
+    # Lift c's bias so that its constant is positive: the chain comes alive as zombie -> audience -> audience.
+    b[2] = np.array([0.1, 5.0])
+    assert unit_class_names(w, b) == [["alive", "zombie"], ["alive", "audience"], ["alive", "audience"]]
+
+
+def _forward_batched(weights, biases, x, linear=None):
+    """Outputs and hidden pre-activations for a stack of bias sets: `biases[i]` is (P, n_out),
+    x is (N, n_in); returns (P, N, n_outputs) and one (P, N, n) pre-activation per hidden layer.
+    `linear`: one bool mask per hidden layer of units whose ReLU is replaced by the identity."""
+    h = np.broadcast_to(x, (biases[0].shape[0], *x.shape))
+    pre = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        z = (h.reshape(-1, w.shape[1]) @ w.T).reshape(*h.shape[:2], -1) + b[:, None, :]
+        if i < len(weights) - 1:
+            pre.append(z)
+            h = np.maximum(z, 0.0) if linear is None else np.where(linear[i], z, np.maximum(z, 0.0))
+    return z, pre
+
+
+def test_influence_zombies_and_audience_change_an_output_dead_and_comatose_never():
+    """On 1200 random sparse nets: moving the bias of a dead or comatose unit by +-1e-3
+    changes no output (for a dead unit whose constant pre-activation sits exactly at ReLU's
+    kink, 0, only the downward move, which keeps it at 0), and moving that of a zombie or
+    audience unit changes some output.
+
+    Productivity is structural (the notes assume nothing about the input): it counts a
+    route through an in-connected unit as open, although a unit can be inactive on every
+    input (only negative weights from other ReLUs and a negative bias). So a zombie must
+    change an output on the sampled inputs or, where every route is shut that way, in the
+    same network with the ReLUs of in-connected units opened (the identity); the second
+    case is the minority (about 1 in 10 zombies on these nets).
+    """
+    delta = 1e-3
+    seen = dict.fromkeys(("alive", "zombie", "audience", "dead", "comatose", "out_connected_dead"), 0)
+    shut = 0
+    for seed in range(1000):
+        rng = np.random.default_rng(10_000 + seed)
+        widths = (4, *rng.integers(3, 7, size=rng.integers(2, 5)).tolist(), 3)
+        w, b = _random_sparse_net(seed, widths=widths, density=rng.uniform(0.15, 0.45))
+        codes = unit_classes(w, b)
+        old_outc = backward_reach(w)
+        fed = forward_reach(w)[1:-1]
+        x = rng.normal(size=(128, widths[0])) * 10 ** rng.uniform(-1, 2, size=(128, 1))
+        # One bias set per (hidden unit, sign), plus the unperturbed one at index 0.
+        units = [(g, j) for g in range(len(codes)) for j in range(len(codes[g]))]
+        stacks = [np.repeat(bi[None], 1 + 2 * len(units), 0) for bi in b]
+        for p, (g, j) in enumerate(units):
+            stacks[g][1 + 2 * p, j] += delta
+            stacks[g][2 + 2 * p, j] -= delta
+        changes = []
+        for linear in (None, fed):
+            out, pre = _forward_batched(w, stacks, x, linear)
+            changes.append(np.abs(out[1:] - out[0]).max(axis=(1, 2)).reshape(-1, 2))  # (units, [+, -])
+        pre = _forward_batched(w, [bi[None] for bi in b], x)[1]  # unperturbed, (1, N, n) per layer
+        for p, (g, j) in enumerate(units):
+            name = S.UNIT_CLASSES[codes[g][j]]
+            seen[name] += 1
+            if name in ("zombie", "audience"):
+                if changes[0][p].min() == 0:
+                    shut += 1
+                    assert changes[1][p].min() > 0, (seed, g, j, name)
+                continue
+            if name == "alive":
+                continue
+            # A dead unit's pre-activation is the same on every input; within delta of 0 the
+            # upward move crosses ReLU's kink.
+            at_kink = name == "dead" and pre[g][0, 0, j] > -delta
+            for change in changes:
+                assert change[p, 1] == 0 and (at_kink or change[p, 0] == 0), (seed, g, j, name, change[p])
+            seen["out_connected_dead"] += name == "dead" and bool(old_outc[g + 1][j]) and pre[g][0, 0, j] > 0
+    # The sample holds every class, and dead units that a path to an output alone would call productive.
+    assert min(seen.values()) > 20, seen
+    assert shut < 0.2 * (seen["zombie"] + seen["audience"]), (shut, seen)

@@ -5,17 +5,23 @@ in forward order and ``biases`` (n_out,) arrays or None; a zero entry is a prune
 Reachability comes from `nnclust.structure.connectivity` (sparse products per layer),
 so nothing here loops over units or parameters.
 
+Productivity follows the IMP notes' recursive definition ("Zombies"): the outputs are
+productive; a hidden unit is productive when its activation is not constantly 0 and some
+child it feeds through a nonzero weight is productive (`structure.connectivity.
+productive_reach`). A unit that is out-connected only through units of constant
+activation 0 is therefore unproductive: it cannot change any output.
+
 Hidden units fall in exactly one class:
 
-- ``alive``: in-connected (a path of nonzero weights from some input) and out-connected
-  (a path to some output);
-- ``comatose``: in-connected, not out-connected (it receives no gradient);
-- ``zombie``: not in-connected, out-connected, constant activation > 0, and no nonzero
-  incoming weight from a unit whose constant activation is > 0 (it lives on its bias);
-- ``audience``: not in-connected, out-connected, constant activation > 0, and fed by a
-  unit of constant activation > 0 (which, being out-connected through it, is a zombie
-  or an audience unit);
-- ``dead``: everything else.
+- ``alive``: in-connected (a path of nonzero weights from some input) and productive
+  (for an in-connected unit that is the same as out-connected: a path to some output);
+- ``comatose``: in-connected, not productive (it receives no gradient);
+- ``zombie``: not in-connected, productive (so of constant activation > 0), and no
+  nonzero incoming weight from a unit whose constant activation is > 0 (it lives on its
+  bias);
+- ``audience``: not in-connected, productive, and fed by a unit of constant activation
+  > 0 (which, being productive through it, is a zombie or an audience unit);
+- ``dead``: everything else (not in-connected and unproductive).
 
 Parameters take one of five states, ordered ``alive`` > ``audience`` > ``zombie`` >
 ``unproductive`` > ``pruned`` and coded 4 .. 0 (`PARAM_STATES[code]`):
@@ -37,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from nnclust.structure.connectivity import backward_reach, constant_activations, forward_reach
+from nnclust.structure.connectivity import constant_zero_units, forward_reach, productive_reach
 
 UNIT_CLASSES = ("alive", "comatose", "zombie", "audience", "dead")
 PARAM_STATES = ("pruned", "unproductive", "zombie", "audience", "alive")  # code = index; higher is better
@@ -82,22 +88,22 @@ def _classes(weights, biases):
     """Unit-class codes per hidden group plus, per node group (inputs first), the masks
     of in-connected units and of units whose activation is constantly 0."""
     fwd = forward_reach(weights)
-    bwd = backward_reach(weights)
-    const = constant_activations(weights, biases)
-    codes, zero = [], [np.zeros(weights[0].shape[1], bool)]
+    zero = constant_zero_units(weights, biases, fwd)
+    prod = productive_reach(weights, zero)
+    codes = []
     positive_prev = np.zeros(weights[0].shape[1], bool)  # inputs are never constant
     for g in range(1, len(weights)):
-        inc, outc, c = fwd[g], bwd[g], const[g - 1]
-        positive = ~inc & (np.nan_to_num(c, nan=0.0) > 0)
+        inc, p = fwd[g], prod[g]
+        positive = ~inc & ~zero[g]  # constant activation > 0
         # Units fed through a nonzero weight by a positive-constant unit of the previous group.
         fed_by_positive = forward_reach([weights[g - 1]], sources=positive_prev)[1]
         code = np.full(inc.shape, _UNIT["dead"], np.int8)
-        code[inc & outc] = _UNIT["alive"]
-        code[inc & ~outc] = _UNIT["comatose"]
-        code[outc & positive & ~fed_by_positive] = _UNIT["zombie"]
-        code[outc & positive & fed_by_positive] = _UNIT["audience"]
+        code[inc & p] = _UNIT["alive"]
+        code[inc & ~p] = _UNIT["comatose"]
+        # A productive unit that no input reaches has a constant activation > 0.
+        code[~inc & p & ~fed_by_positive] = _UNIT["zombie"]
+        code[~inc & p & fed_by_positive] = _UNIT["audience"]
         codes.append(code)
-        zero.append(~inc & ~positive)
         positive_prev = positive
     return codes, fwd, zero
 

@@ -7,7 +7,11 @@ a layered graph with the inputs as group 0 and the outputs of layer g as group g
   output, the component filter of the clustering graph (as nn-clustering-pytorch does);
 - `forward_reach` / `backward_reach`: which units a path of nonzero weights joins to
   some input (in-connected) or to some output (out-connected), the directed notions
-  that parameter states, dead-unit surgery and task splits read.
+  that dead-unit surgery and task splits read;
+- `constant_activations`, `constant_zero_units` and `productive_reach`: the constant
+  activation of every unit that no input reaches, and which units can change some
+  output (productivity as the IMP notes define it), which unit classes and parameter
+  states read.
 
 All of them are vectorised: sparse matrix products per layer, no loop over units.
 Blocks may be dense arrays or scipy sparse matrices; callers that query one network
@@ -105,3 +109,34 @@ def constant_activations(weights: Sequence[np.ndarray], biases: Sequence[np.ndar
         out.append(c)
         const_prev = np.where(fed[g], 0.0, c)
     return out
+
+
+def constant_zero_units(weights: Sequence, biases: Sequence, fed: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Bool arrays, one per node group (inputs first, all False there; outputs last, all
+    False): the hidden units whose activation is constantly 0, i.e. not in-connected with
+    ReLU(b + sum_v w_v c_v) = 0 (`constant_activations`). `fed` is `forward_reach(weights)`
+    when the caller has it."""
+    fed = forward_reach(weights) if fed is None else fed
+    const = constant_activations(weights, biases)
+    zero = [np.zeros(weights[0].shape[1], bool)]
+    zero += [~fed[g] & ~(np.nan_to_num(c, nan=0.0) > 0) for g, c in enumerate(const, start=1)]
+    zero.append(np.zeros(weights[-1].shape[0], bool))
+    return zero
+
+
+def productive_reach(weights: Sequence, zero: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Bool arrays, one per node group (inputs first): the nodes that can change an output.
+
+    The IMP notes' recursive definition: the outputs are productive; a unit is productive
+    when its activation is not constantly 0 (`zero`, from `constant_zero_units`) and some
+    child it feeds through a nonzero weight is productive. That is backward reachability
+    from the outputs in the graph without the edges leaving constant-0 units, so a unit
+    whose every route to an output passes through a constant-0 unit is unproductive,
+    although it is out-connected (`backward_reach`). For an in-connected unit the two
+    agree: every unit it feeds is in-connected too, hence never constantly 0.
+    """
+    blocks = []
+    for w, z in zip(weights, zero[:-1]):
+        m = _pattern(w)
+        blocks.append(m @ sp.diags((~np.asarray(z, bool)).astype(np.float64)) if z.any() else m)
+    return backward_reach(blocks)
