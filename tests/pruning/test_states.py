@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from nnclust.pruning import states as S
-from nnclust.structure.connectivity import backward_reach, forward_reach
 from nnclust.pruning.states import (
     ALIVE,
     AUDIENCE,
@@ -26,6 +25,7 @@ from nnclust.pruning.states import (
     upward_transitions,
     zombie_bias_lifetimes,
 )
+from nnclust.structure.connectivity import backward_reach, forward_reach
 
 A, U, Z, D, P = ALIVE, UNPRODUCTIVE, ZOMBIE, AUDIENCE, PRUNED
 

@@ -111,7 +111,9 @@ def constant_activations(weights: Sequence[np.ndarray], biases: Sequence[np.ndar
     return out
 
 
-def constant_zero_units(weights: Sequence, biases: Sequence, fed: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+def constant_zero_units(
+    weights: Sequence, biases: Sequence, fed: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
     """Bool arrays, one per node group (inputs first, all False there; outputs last, all
     False): the hidden units whose activation is constantly 0, i.e. not in-connected with
     ReLU(b + sum_v w_v c_v) = 0 (`constant_activations`). `fed` is `forward_reach(weights)`
