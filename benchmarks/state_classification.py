@@ -53,10 +53,6 @@ def baseline(weights, biases, task_inputs, task_outputs):
     inc = [np.ones(sizes[0], bool)]
     for g in range(1, L + 1):
         inc.append(np.array([bool(np.any((weights[g - 1][j] != 0) & inc[g - 1])) for j in range(sizes[g])]))
-    outc = [None] * (L + 1)
-    outc[L] = np.ones(sizes[L], bool)
-    for g in range(L - 1, -1, -1):
-        outc[g] = np.array([bool(np.any((weights[g][:, j] != 0) & outc[g + 1])) for j in range(sizes[g])])
     const = [np.zeros(sizes[0])]
     for g in range(1, L):
         c = np.zeros(sizes[g])
@@ -64,13 +60,19 @@ def baseline(weights, biases, task_inputs, task_outputs):
             src = ~inc[g - 1]
             c[j] = max(biases[g - 1][j] + float(weights[g - 1][j, src] @ const[g - 1][src]), 0.0)
         const.append(c)
+    # productive: not constantly 0 and a productive child (outputs are productive)
+    outc = [None] * (L + 1)
+    outc[L] = np.ones(sizes[L], bool)
+    for g in range(L - 1, -1, -1):
+        alive = inc[g] | (const[g] > 0) if g else np.ones(sizes[0], bool)
+        outc[g] = np.array([bool(alive[j] and np.any((weights[g][:, j] != 0) & outc[g + 1])) for j in range(sizes[g])])
     classes = []
     for g in range(1, L):
         cls = np.zeros(sizes[g], np.int8)
         for j in range(sizes[g]):
             if inc[g][j]:
                 cls[j] = UNIT["alive"] if outc[g][j] else UNIT["comatose"]
-            elif not outc[g][j] or const[g][j] <= 0:
+            elif not outc[g][j]:
                 cls[j] = UNIT["dead"]
             else:
                 pos = (~inc[g - 1]) & (const[g - 1] > 0) if g > 1 else np.zeros(sizes[0], bool)
@@ -124,14 +126,6 @@ def edge_walk(weights, biases, task_inputs, task_outputs):
             if inc[g - 1][i]:
                 row[j] = True
         inc.append(row)
-    outc = [None] * (L + 1)
-    outc[L] = [True] * sizes[L]
-    for g in range(L - 1, -1, -1):
-        row = [False] * sizes[g]
-        for k, j, _ in edges[g]:
-            if outc[g + 1][k]:
-                row[j] = True
-        outc[g] = row
     const = [[0.0] * sizes[0]]
     for g in range(1, L):
         pre = [float(x) for x in biases[g - 1]]
@@ -139,6 +133,15 @@ def edge_walk(weights, biases, task_inputs, task_outputs):
             if not inc[g - 1][i]:
                 pre[j] += v * const[g - 1][i]
         const.append([max(p, 0.0) for p in pre])
+    # productive: not constantly 0 and a productive child (outputs are productive)
+    outc = [None] * (L + 1)
+    outc[L] = [True] * sizes[L]
+    for g in range(L - 1, -1, -1):
+        row = [False] * sizes[g]
+        for k, j, _ in edges[g]:
+            if outc[g + 1][k] and (g == 0 or inc[g][j] or const[g][j] > 0):
+                row[j] = True
+        outc[g] = row
     classes = []
     for g in range(1, L):
         fed = [False] * sizes[g]
@@ -149,7 +152,7 @@ def edge_walk(weights, biases, task_inputs, task_outputs):
         for j in range(sizes[g]):
             if inc[g][j]:
                 cls.append(UNIT["alive"] if outc[g][j] else UNIT["comatose"])
-            elif not outc[g][j] or const[g][j] <= 0:
+            elif not outc[g][j]:
                 cls.append(UNIT["dead"])
             else:
                 cls.append(UNIT["audience"] if fed[j] else UNIT["zombie"])
