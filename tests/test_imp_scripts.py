@@ -51,6 +51,21 @@ def test_imp_run_stores_levels_states_checkpoints_and_plots(imp_run):
         assert len(lv["task_accuracy"]) == 2
         assert lv["test_accuracy"] == pytest.approx(np.mean(lv["task_accuracy"]))
         assert np.asarray(lv["task_matrix"]).shape == (2, 2)
+        assert lv["task_matrix_distance"] == pytest.approx(np.linalg.norm(np.asarray(lv["task_matrix"]) - np.eye(2)))
+        assert lv["non_prunable_params"] == 0  # biases are pruned too by default
+    # the split and the identity distance agree: C = I exactly when the network is split
+    dist = [lv["task_matrix_distance"] for lv in res["levels"]]
+    assert res["first_identity_level"] == next((i for i, d in enumerate(dist) if d == 0), None)
+    assert res["first_identity_level"] == res["first_split_level"]
+    ref = res["split_reference"]
+    n_weights = 4 * 8 + 8 * 8 + 8 * 2
+    assert ref["weights"] == n_weights and ref["max_weights_at_split"] == n_weights / 2
+    assert ref["min_weights_pruned_before_split"] == n_weights / 2
+    weights = [lv["weights_remaining"] for lv in res["levels"]]
+    assert ref["first_level_within_max"] == next((i for i, w in enumerate(weights) if w <= n_weights / 2), None)
+    if res["first_split_level"] is not None:  # a split network keeps at most P/k weights
+        assert ref["weights_at_first_split"] == weights[res["first_split_level"]]
+        assert ref["split_weights_over_max"] <= 1.0
     assert res["task_inputs"] == [[0, 1], [2, 3]] and res["task_outputs"] == [[0], [1]]
     stored = json.loads((folder / "run.json").read_text())
     assert stored["status"] == "COMPLETED" and stored["result"]["levels"] == res["levels"]
@@ -81,6 +96,25 @@ def test_imp_run_is_reproducible_bit_for_bit_and_seed_dependent(imp_run, tmp_pat
     )
     other, _ = run_exp(imp_experiment, tmp_path, seed=2, **TINY)
     assert other.result["levels"][0]["test_loss"] != first.result["levels"][0]["test_loss"]
+
+
+def test_split_distance_threshold_sets_the_first_identity_level(imp_run, tmp_path):
+    first, _ = imp_run
+    dist = [lv["task_matrix_distance"] for lv in first.result["levels"]]
+    # a threshold at the largest distance seen: the first level is level 0
+    loose, _ = run_exp(
+        imp_experiment, tmp_path, **{**TINY, "imp": {**TINY["imp"], "split_distance_threshold": max(dist)}}
+    )
+    assert dist[0] > 0 and first.result["first_identity_level"] != 0  # the dense net joins the tasks
+    assert loose.result["first_identity_level"] == 0
+    assert loose.result["levels"] == first.result["levels"]
+
+
+def test_bias_free_pruning_counts_the_biases_as_non_prunable(tmp_path):
+    run, _ = run_exp(imp_experiment, tmp_path, **{**TINY, "imp": {**TINY["imp"], "prune_biases": False, "levels": 1}})
+    for lv in run.result["levels"]:
+        assert lv["non_prunable_params"] == lv["biases_remaining"] > 0
+        assert lv["prunable_params"] >= lv["weights_remaining"]
 
 
 def test_extended_run_meets_the_base_trajectory(tmp_path):

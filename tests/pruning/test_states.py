@@ -389,3 +389,30 @@ def test_influence_zombies_and_audience_change_an_output_dead_and_comatose_never
     # The sample holds every class, and dead units that a path to an output alone would call productive.
     assert min(seen.values()) > 20, seen
     assert shut < 0.2 * (seen["zombie"] + seen["audience"]), (shut, seen)
+
+
+@pytest.mark.parametrize(
+    "matrix, distance",
+    [(np.eye(3), 0.0), (np.ones((3, 3)), np.sqrt(6)), ([[1, 1], [0, 0]], np.sqrt(2)), ([[0, 1], [1, 0]], 2.0)],
+)
+def test_task_matrix_distance_is_the_frobenius_norm_from_the_identity(matrix, distance):
+    assert S.task_matrix_distance(np.asarray(matrix)) == pytest.approx(distance, abs=0)
+    with pytest.raises(ValueError, match="square"):
+        S.task_matrix_distance(np.ones((2, 3)))
+
+
+def test_split_reference_points_and_the_largest_split_of_a_dense_net():
+    ref = S.split_reference(1200, 3)
+    assert ref == {"weights": 1200, "tasks": 3, "min_weights_pruned_before_split": 800.0, "max_weights_at_split": 400.0}
+    # The largest complete split of a dense 6-6-6-3 net serving 3 equal tasks keeps one
+    # diagonal block per layer: exactly P/k weights, and cutting any cross weight less fails.
+    sizes = [6, 6, 6, 3]
+    dense = [np.ones((o, i)) for i, o in zip(sizes, sizes[1:])]
+    block = [np.kron(np.eye(3), np.ones((o // 3, i // 3))) for i, o in zip(sizes, sizes[1:])]
+    groups_in, groups_out = [[0, 1], [2, 3], [4, 5]], [[0], [1], [2]]
+    p = sum(w.size for w in dense)
+    kept = sum(int(w.sum()) for w in block)
+    assert kept == S.split_reference(p, 3)["max_weights_at_split"]
+    assert split_metric(task_matrix(block, groups_in, groups_out)) == 0
+    block[1][0, 5] = 1.0  # one more weight, across tasks
+    assert split_metric(task_matrix(block, groups_in, groups_out)) > 0

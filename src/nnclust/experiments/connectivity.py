@@ -56,6 +56,7 @@ def analyse_layers(layers: Sequence[WeightLayer], task_inputs, task_outputs) -> 
         "unit_counts": states.count_units(codes),
         "param_state_counts": states.count_states(flat),
         "task_matrix": matrix.tolist(),
+        "task_matrix_distance": states.task_matrix_distance(matrix),
         "split_metric": states.split_metric(matrix),
         "_unit_codes": codes,
         "_flat_states": flat,

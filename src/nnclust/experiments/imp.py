@@ -32,7 +32,8 @@ __all__ = ["CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS",
 # `levels` pruning steps along an exponential from the model's prunable count down to
 # `target_params`; each level trains for at most `max_epochs`, stopping early when the
 # validation loss has not improved for `patience` epochs (0: off) or the train loss
-# reaches `loss_cutoff` (0: off).
+# reaches `loss_cutoff` (0: off). `split_distance_threshold`: the result's
+# `first_identity_level` is the first level whose ||C - I||_F is at most this (0: C = I).
 IMP_DEFAULTS = {
     "levels": 8,
     "target_params": 100,
@@ -45,6 +46,7 @@ IMP_DEFAULTS = {
     "patience": 0,
     "loss_cutoff": 0.0,
     "validation_fraction": 0.2,
+    "split_distance_threshold": 0.0,
 }
 
 CONSTRAINTS = {
@@ -67,6 +69,7 @@ CONSTRAINTS = {
     "imp.patience": Interval(0, None, integer=True),
     "imp.loss_cutoff": Interval(0, None),
     "imp.validation_fraction": Interval(0, 1, closed="neither"),
+    "imp.split_distance_threshold": Interval(0, None),
     "task_inputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
     "task_outputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
     "progress": Boolean(),
@@ -199,6 +202,8 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
             "prunable_params": count_kept(masks),
             "weights_remaining": int(sum(np.count_nonzero(lay.weight) for lay in lays)),
             "biases_remaining": int(sum(np.count_nonzero(lay.bias) for lay in lays)),
+            # parameters IMP never prunes (the biases, with imp.prune_biases=False) still nonzero
+            "non_prunable_params": 0 if imp["prune_biases"] else int(sum(np.count_nonzero(lay.bias) for lay in lays)),
             "test_loss": float(test_loss),
             "test_accuracy": float(test_acc),
             "task_accuracy": [float(a) for a in task_acc],
@@ -206,8 +211,8 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
             **analysis,
         }
         levels.append(entry)
-        for key in ("prunable_params", "weights_remaining", "biases_remaining", "test_loss", "test_accuracy",
-                    "split_metric", "epochs"):  # fmt: skip
+        for key in ("prunable_params", "non_prunable_params", "weights_remaining", "biases_remaining", "test_loss",
+                    "test_accuracy", "split_metric", "task_matrix_distance", "epochs"):  # fmt: skip
             run.log_scalar(key, float(entry[key]), level)
         for t, a in enumerate(entry["task_accuracy"]):
             run.log_scalar(f"task_accuracy_{t}", a, level)
@@ -249,7 +254,15 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
         unit_classes=np.array(states.UNIT_CLASSES), prunable_params=np.array(targets),
     )  # fmt: skip
     add_artifact(run, tmp, paths.IMP_STATES)
-    add_artifact(run, tmp, paths.IMP_UNIT_COUNTS, imp_figures.unit_counts(levels, targets))
+    split_level = _first(levels, "split_metric", lambda v: v == 0)
+    reference = states.split_reference(sum(lay.weight.size for lay in layers0), len(in_groups))
+    reference["first_level_within_max"] = _first(
+        levels, "weights_remaining", lambda v: v <= reference["max_weights_at_split"]
+    )
+    at_split = None if split_level is None else levels[split_level]["weights_remaining"]
+    reference["weights_at_first_split"] = at_split
+    reference["split_weights_over_max"] = None if at_split is None else at_split / reference["max_weights_at_split"]
+    add_artifact(run, tmp, paths.IMP_UNIT_COUNTS, imp_figures.unit_counts(levels, targets, reference, split_level))
     add_artifact(run, tmp, paths.IMP_LIFETIMES, imp_figures.lifetimes(life, states.PARAM_STATES, z_bias, z_life))
     add_artifact(
         run, tmp, paths.IMP_COMATOSE_BIASES,
@@ -260,7 +273,6 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
         imp_figures.task_matrices([lv["task_matrix"] for lv in levels], [lv["split_metric"] for lv in levels]),
     )  # fmt: skip
 
-    split_level = _first(levels, "split_metric", lambda v: v == 0)
     comatose = [lv["unit_counts"]["comatose"] for lv in levels]
     rho = float(scipy.stats.spearmanr(z_bias, z_life)[0]) if len(z_bias) > 2 and np.ptp(z_life) > 0 else None
     return {
@@ -271,6 +283,8 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
         "task_outputs": [g.tolist() for g in out_groups],
         "upward_transitions": states.upward_transitions(history),
         "first_split_level": split_level,
+        "first_identity_level": _first(levels, "task_matrix_distance", lambda v: v <= imp["split_distance_threshold"]),
+        "split_reference": reference,
         "accuracy_at_split": None if split_level is None else levels[split_level]["test_accuracy"],
         "comatose_peak_level": int(np.argmax(comatose)) if max(comatose) > 0 else None,
         "zombie_bias_lifetime": {"units": int(len(z_bias)), "spearman": rho},

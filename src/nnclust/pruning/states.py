@@ -282,6 +282,34 @@ def task_matrix(weights: Sequence, task_inputs: Sequence, task_outputs: Sequence
     return out
 
 
+def task_matrix_distance(matrix: np.ndarray) -> float:
+    """||C - I||_F, the IMP notes' distance of a task matrix from the identity (a perfect
+    split): the square root of the number of entries where C and I differ, 0 exactly
+    when every task keeps its own path and no other."""
+    c = (np.asarray(matrix) != 0).astype(np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] == 0:
+        raise ValueError(f"a task matrix is square and non-empty, got shape {c.shape}")
+    return float(np.linalg.norm(c - np.eye(c.shape[0])))
+
+
+def split_reference(n_weights: int, num_tasks: int) -> dict[str, float]:
+    """The IMP notes' reference points for splitting a network of P weights that serves k
+    equal tasks into one complete subnetwork per task.
+
+    The largest such split keeps one diagonal block of every weight matrix per task: P/k
+    weights. So at least P(k-1)/k weights must be pruned before it can exist, and P/k is
+    the most weights a split network can keep (for k equal tasks; biases join no tasks).
+    """
+    if num_tasks < 1 or n_weights < 0:
+        raise ValueError(f"need num_tasks >= 1 and n_weights >= 0, got {num_tasks} and {n_weights}")
+    return {
+        "weights": int(n_weights),
+        "tasks": int(num_tasks),
+        "min_weights_pruned_before_split": n_weights * (num_tasks - 1) / num_tasks,
+        "max_weights_at_split": n_weights / num_tasks,
+    }
+
+
 def split_metric(matrix: np.ndarray) -> float:
     """How far a network is from splitting into one subnetwork per task.
 

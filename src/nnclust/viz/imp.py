@@ -12,24 +12,45 @@ UNIT_COLORS = {"alive": "tab:green", "comatose": "tab:purple", "zombie": "tab:re
                "dead": "tab:gray"}  # fmt: skip
 
 
-def unit_counts(levels: list[dict], params: list[int]):
-    """Hidden units of each class per level (the comatose peak), with the split metric."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+def unit_counts(levels: list[dict], params: list[int], reference: dict | None = None, split_level: int | None = None):
+    """Hidden units of each class per level (the comatose peak); the split metric, the task
+    matrix's distance from the identity and the test accuracy per level, with the IMP
+    notes' reference point (levels with at most P/k weights, where the largest complete
+    split fits) shaded and the first split marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(levels))
     for name, color in UNIT_COLORS.items():
         axes[0].plot(x, [lv["unit_counts"][name] for lv in levels], "o-", ms=3, color=color, label=name)
     axes[0].set(xlabel="IMP level", ylabel="hidden units", title="unit classes")
     axes[0].legend(fontsize=8)
-    axes[1].plot(x, [lv["split_metric"] for lv in levels], "o-", color="k", label="split metric")
-    axes[1].axhline(0, color="tab:green", lw=0.8, ls="--")
-    axes[1].set(xlabel="IMP level", ylabel="split metric (0 = split)", title="task split")
-    ax2 = axes[1].twinx()
-    ax2.plot(x, [lv["test_accuracy"] for lv in levels], "s-", ms=3, color="tab:blue", label="test accuracy")
+    ax = axes[1]
+    handles = ax.plot(x, [lv["split_metric"] for lv in levels], "o-", color="k", label="split metric (0 = split)")
+    if "task_matrix_distance" in levels[0]:
+        handles += ax.plot(
+            x, [lv["task_matrix_distance"] for lv in levels], "^--", ms=4, color="tab:brown", label="||C - I||_F"
+        )
+    ax.axhline(0, color="tab:green", lw=0.8, ls=":")
+    if reference is not None and reference.get("first_level_within_max") is not None:
+        first = reference["first_level_within_max"]
+        handles.append(
+            ax.axvspan(first - 0.5, len(levels) - 0.5, color="tab:green", alpha=0.08,
+                       label=f"<= P/k = {reference['max_weights_at_split']:.0f} weights")
+        )  # fmt: skip
+    if split_level is not None:
+        handles += ax.plot(
+            [split_level], [levels[split_level]["split_metric"]], "*", ms=14, color="tab:green", label="first split"
+        )
+    ax.set(xlabel="IMP level", ylabel="split metric / distance", title="task split")
+    ax2 = ax.twinx()
+    handles += ax2.plot(x, [lv["test_accuracy"] for lv in levels], "s-", ms=3, color="tab:blue", label="test accuracy")
     ax2.set_ylabel("test accuracy", color="tab:blue")
-    top = axes[0].secondary_xaxis("top", functions=(lambda v: v, lambda v: v))
-    top.set_xticks(x[:: max(1, len(x) // 6)])
-    top.set_xticklabels([str(params[i]) for i in x[:: max(1, len(x) // 6)]], fontsize=7)
-    top.set_xlabel("prunable parameters", fontsize=8)
+    ax2.legend(handles=handles, fontsize=7, loc="center left", framealpha=0.9)  # above both axes
+    ticks = x[:: max(1, len(x) // 6)]
+    for a in axes:
+        top = a.secondary_xaxis("top", functions=(lambda v: v, lambda v: v))
+        top.set_xticks(ticks)
+        top.set_xticklabels([str(params[i]) for i in ticks], fontsize=7)
+        top.set_xlabel("prunable parameters", fontsize=8)
     fig.tight_layout()
     return fig
 
