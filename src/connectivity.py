@@ -21,8 +21,8 @@ def config():
 
 
 @ex.main
-def main(model, num_tasks, task_inputs, task_outputs):
-    return connectivity.connectivity_job(model, num_tasks, task_inputs, task_outputs)
+def main(_run, model, num_tasks, task_inputs, task_outputs):
+    return connectivity.connectivity_job(model, num_tasks, task_inputs, task_outputs, run=_run)
 
 
 if __name__ == "__main__":

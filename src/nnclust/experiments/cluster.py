@@ -43,7 +43,10 @@ def cluster_job(run, seed: int, model: str, num_clusters: int, n_init: int, grap
         from nnclust.viz import figures
 
         tmp = scratch("cluster-")
-        add_artifact(run, tmp, paths.SORTED_ADJACENCY, figures.sorted_adjacency(g.adjacency, cl.labels, cl.ncut))
+        add_artifact(
+            run, tmp, paths.SORTED_ADJACENCY,
+            figures.sorted_adjacency(g.adjacency, cl.labels, cl.ncut, g.group[g.keep], g.group_names),
+        )  # fmt: skip
         add_artifact(run, tmp, paths.LAYERED_DRAWING, figures.layered_network(g, labels))
     return {
         "ncut": cl.ncut,

@@ -10,6 +10,7 @@ import numpy as np
 from nnclust.core.constraints import Check, Interval
 from nnclust.nets.weight_layer import WeightLayer
 from nnclust.pruning import states
+from nnclust.storage import paths
 from nnclust.storage.refs import load_model_ref
 from nnclust.structure.transforms import fold_batch_norm_into_layers
 
@@ -81,12 +82,13 @@ def mlp_layers(source) -> list[WeightLayer]:
     return layers
 
 
-def connectivity_job(model, num_tasks: int = 1, task_inputs=None, task_outputs=None) -> dict:
+def connectivity_job(model, num_tasks: int = 1, task_inputs=None, task_outputs=None, run=None) -> dict:
     """Classify the units and parameters of the MLP that `model` refers to (a checkpoint,
     a run folder of train_model or imp_experiment, a MongoDB ref) and measure its task split.
 
     Inputs and outputs split into `num_tasks` equal contiguous groups unless
-    `task_inputs` / `task_outputs` list them. Masked entries count as pruned.
+    `task_inputs` / `task_outputs` list them. Masked entries count as pruned. With a
+    Sacred `run`, the unit classes per layer and the task matrix are stored as a plot.
     """
     path, ckpt = load_model_ref(model)
     layers = mlp_layers(ckpt)
@@ -95,6 +97,14 @@ def connectivity_job(model, num_tasks: int = 1, task_inputs=None, task_outputs=N
     result = analyse_layers(layers, ins, outs)
     result.pop("_unit_codes")
     result.pop("_flat_states")
+    if run is not None:
+        from nnclust.experiments.artifacts import add_artifact, scratch
+        from nnclust.viz import imp as imp_figures
+
+        fig = imp_figures.connectivity(
+            result["unit_states"], [lay.name for lay in layers[:-1]], result["task_matrix"], result["split_metric"]
+        )
+        add_artifact(run, scratch("connectivity-"), paths.CONNECTIVITY_PLOT, fig)
     return {
         "checkpoint": str(path),
         "num_tasks": num_tasks,

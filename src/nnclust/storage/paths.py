@@ -58,6 +58,7 @@ IMP_UNIT_COUNTS = "imp_unit_counts.png"
 IMP_LIFETIMES = "imp_lifetimes.png"
 IMP_COMATOSE_BIASES = "imp_comatose_biases.png"
 IMP_TASK_MATRICES = "imp_task_matrices.png"
+CONNECTIVITY_PLOT = "connectivity.png"
 
 
 def imp_level_model(level: int) -> str:

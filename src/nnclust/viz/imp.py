@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.lines  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -78,35 +79,82 @@ def comatose_biases(unit_history: np.ndarray, bias_history: np.ndarray, comatose
     where it detaches."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     x = np.arange(unit_history.shape[0])
-    for u in np.flatnonzero((unit_history == comatose_code).any(0)):
+    units = np.flatnonzero((unit_history == comatose_code).any(0))
+    for u in units:
         on = unit_history[:, u] == comatose_code
         y = np.where(on, bias_history[:, u], np.nan)
         ax.plot(x, y, "-", lw=0.8, alpha=0.7)
         zero = on & (bias_history[:, u] == 0)
         ax.plot(x[zero], bias_history[zero, u], "k.", ms=5)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set(xlabel="IMP level", ylabel="bias", title="biases of comatose units (dots: pruned while comatose)")
+    ax.legend(
+        handles=[
+            matplotlib.lines.Line2D(
+                [],
+                [],
+                color="tab:blue",
+                lw=0.8,
+                label=f"one line per unit: its bias while comatose ({units.size} units)",
+            ),
+            matplotlib.lines.Line2D([], [], color="k", marker=".", ls="", label="bias pruned to 0 while comatose"),
+        ],
+        fontsize=8,
+    )
+    ax.set(xlabel="IMP level", ylabel="bias", title="biases of comatose units")
     fig.tight_layout()
     return fig
 
 
 def task_matrices(matrices: list, splits: list):
-    """The task matrix C of every level as a heatmap, titled with its split metric."""
+    """The task matrix C of every level as a heatmap (dark: task t's inputs reach task s's
+    outputs), titled with its split metric and ||C - I||_F."""
     n = len(matrices)
     cols = min(n, 6)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 1.2, 2.1 * rows), squeeze=False)
+    im = None
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.axis("off")
             continue
         m = np.asarray(matrices[i])
-        ax.imshow(m, vmin=0, vmax=1, cmap="Greens")
-        ax.set_title(f"level {i}: {splits[i]:+.2g}", fontsize=8)
+        im = ax.imshow(m, vmin=0, vmax=1, cmap="Greens")
+        dist = float(np.linalg.norm((m != 0) - np.eye(m.shape[0])))
+        ax.set_title(f"level {i}: split {splits[i]:+.2g}\n||C-I|| {dist:.2g}", fontsize=7)
         ax.set_xticks(range(m.shape[1]))
         ax.set_yticks(range(m.shape[0]))
         ax.tick_params(labelsize=6)
     fig.supxlabel("output task s", fontsize=8)
     fig.supylabel("input task t", fontsize=8)
+    fig.tight_layout()
+    if im is not None:
+        bar = fig.colorbar(im, ax=axes.ravel().tolist(), ticks=[0, 1], shrink=0.8)
+        bar.ax.set_yticklabels(["no path", "path"], fontsize=7)
+    return fig
+
+
+def connectivity(unit_states: list[list[str]], layer_names: list[str], matrix, split: float):
+    """Left: the hidden units of each layer by class (stacked bars). Right: the task
+    matrix with its split metric."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    xs = np.arange(len(unit_states))
+    bottom = np.zeros(len(unit_states))
+    for name, color in UNIT_COLORS.items():
+        counts = np.array([sum(s == name for s in layer) for layer in unit_states])
+        a.bar(xs, counts, bottom=bottom, color=color, label=name)
+        for x, c, y in zip(xs, counts, bottom):
+            if c:
+                a.text(x, y + c / 2, str(c), ha="center", va="center", fontsize=7)
+        bottom += counts
+    a.set_xticks(xs, layer_names, rotation=15)
+    a.set(ylabel="hidden units", title="unit classes per hidden layer")
+    a.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    m = np.asarray(matrix)
+    im = b.imshow(m, vmin=0, vmax=1, cmap="Greens")
+    b.set_xticks(range(m.shape[1]))
+    b.set_yticks(range(m.shape[0]))
+    b.set(xlabel="output task s", ylabel="input task t", title=f"task matrix (split metric {split:+.2g})")
+    bar = fig.colorbar(im, ax=b, ticks=[0, 1], shrink=0.8)
+    bar.ax.set_yticklabels(["no path", "path"], fontsize=7)
     fig.tight_layout()
     return fig
