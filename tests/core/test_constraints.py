@@ -73,3 +73,39 @@ def test_get_path():
     assert get_path({"a": 1}, "a.b", None) is None
     with pytest.raises(KeyError):
         get_path({}, "a")
+
+
+def test_device_names_the_missing_gpu_in_one_line():
+    import torch
+
+    from nnclust.core.constraints import Device
+
+    assert Device().ok("cpu")
+    for bad in ("gpu", "cuda:x", 0, None):
+        assert Device().problem(bad) == f"expected {Device.description}"
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        assert Device().ok("cuda") and Device().problem("cuda:999").startswith("this machine has")
+        return
+    with pytest.raises(ConfigError) as err:
+        validate({"device": "cuda"}, {"device": Device()})
+    assert str(err.value).splitlines()[1] == (
+        f"  - device='cuda' is not allowed: this torch build ({torch.__version__}) sees no CUDA device; use device=cpu"
+    )
+
+
+@pytest.mark.parametrize("script", ["train_model", "shuffle_and_cluster", "imp_experiment", "weight_symmetry"])
+def test_device_is_checked_before_a_run_exists(script, tmp_path):
+    import importlib
+
+    import torch
+    from sacred.observers import FileStorageObserver
+
+    from nnclust.exec.grid import run_in_process
+
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        pytest.skip("this machine has a GPU")
+    ex = importlib.import_module(script).ex
+    update = {"device": "cuda", **({"model": "x.pt"} if script == "shuffle_and_cluster" else {})}
+    with pytest.raises(ConfigError, match="sees no CUDA device; use device=cpu"):
+        run_in_process(ex, [FileStorageObserver(str(tmp_path / "runs"))], update)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -115,6 +115,34 @@ class Check(Constraint):
             return False
 
 
+class Device(Constraint):
+    """``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` naming a device this machine has. torch is
+    imported only for a CUDA name, so a CPU config is checked without it."""
+
+    description = "'cpu', or 'cuda' / 'cuda:N' on a machine with that GPU"
+
+    def problem(self, value) -> str | None:
+        """Why `value` names no usable device (None when it does)."""
+        if value == "cpu":
+            return None
+        if not isinstance(value, str) or not (value == "cuda" or value.startswith("cuda:")):
+            return f"expected {self.description}"
+        index = value.partition(":")[2]
+        if index and not index.isdigit():
+            return f"expected {self.description}"
+        import torch
+
+        if not torch.cuda.is_available():
+            return f"this torch build ({torch.__version__}) sees no CUDA device; use device=cpu"
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            return f"this machine has {count} CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})"
+        return None
+
+    def ok(self, value) -> bool:
+        return self.problem(value) is None
+
+
 @dataclass(frozen=True)
 class Relation:
     """A condition on several keys: ``holds(*values)`` is False when broken; `message`
@@ -170,7 +198,8 @@ def validate(
         options = list(cons) if isinstance(cons, Sequence) else [cons]
         if not any(c.ok(value) for c in options):
             expected = " or ".join(c.description for c in options)
-            errors.append(f"{key}={value!r} is not allowed: expected {expected}")
+            reasons = [c.problem(value) for c in options if hasattr(c, "problem")]
+            errors.append(f"{key}={value!r} is not allowed: " + (reasons[0] if reasons else f"expected {expected}"))
     if not errors:
         for rel in relations:
             values = [get_path(config, k, None) for k in rel.keys]

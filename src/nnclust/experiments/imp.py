@@ -9,7 +9,7 @@ import numpy as np
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
-from nnclust.core.constraints import Boolean, Check, Interval, Options
+from nnclust.core.constraints import Boolean, Check, Device, Interval, Options
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.experiments.connectivity import analyse_layers, groups_of
@@ -73,6 +73,7 @@ CONSTRAINTS = {
     "task_inputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
     "task_outputs": Check(lambda v: v is None or isinstance(v, list), "None or a list of index lists"),
     "progress": Boolean(),
+    "device": Device(),
     "num_threads": [Options([None]), Interval(1, None, integer=True)],
 }
 SECTIONS = {"imp": IMP_DEFAULTS, "init": INIT_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}

@@ -6,7 +6,7 @@ from nnclust.clustering.shuffles import SHUFFLES
 from nnclust.clustering.spectral import N_INIT
 from nnclust.clustering.study import SPREAD_SEARCHES
 from nnclust.core.config import check_keys, plain
-from nnclust.core.constraints import Boolean, Check, Interval, Options
+from nnclust.core.constraints import Boolean, Check, Device, Interval, Options
 from nnclust.experiments import cluster
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.storage import paths
@@ -32,7 +32,7 @@ CONSTRAINTS = {
         "a nonzero int (N workers, or -1 for all cores, -2 for all but one, ...)",
     ),
     "scheduler_address": Check(lambda a: a is None or isinstance(a, str), "null or an address such as tcp://HOST:8786"),
-    "device": Check(lambda d: d == "cpu" or str(d).startswith("cuda"), "'cpu' or 'cuda[:N]'"),
+    "device": Device(),
     "batch_size": Interval(1, None, integer=True),
     "progress": Boolean(),
 }

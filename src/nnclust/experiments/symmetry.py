@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
-from nnclust.core.constraints import Boolean, Check, Interval, Options, Relation
+from nnclust.core.constraints import Boolean, Check, Device, Interval, Options, Relation
 from nnclust.core.registry import Registry
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
@@ -97,7 +97,7 @@ CONSTRAINTS = {
     "pruning.num_pruning_epochs": Interval(0, None, integer=True),
     "pruning.scope": Options(SCOPES),
     "pruning.schedule": Options(SCHEDULES),
-    "device": Check(lambda d: d == "cpu" or str(d).startswith("cuda"), "'cpu' or 'cuda[:N]'"),
+    "device": Device(),
     "progress": Boolean(),
 }
 RELATIONS = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
-from nnclust.core.constraints import Boolean, Check, ConfigError, Interval, Options, Relation
+from nnclust.core.constraints import Boolean, Check, ConfigError, Device, Interval, Options, Relation
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
 from nnclust.nets.registry import MODELS, build_model
@@ -55,7 +55,7 @@ CONSTRAINTS = {
     "cluster_gradient_config.frequency": Interval(1, None, integer=True),
     "cluster_gradient_config.normalize": Boolean(),
     "regularizers": Check(_is_spec_list, 'a list of regularizer specs such as [{"name": "clusterability"}]'),
-    "device": Check(lambda d: d == "cpu" or str(d).startswith("cuda"), "'cpu' or 'cuda[:N]'"),
+    "device": Device(),
     "progress": Boolean(),
     "checkpoint_every": [Options(["auto"]), Interval(0, None, integer=True)],
     "resume": Check(lambda r: r is None or isinstance(r, str), "null or a training run folder, e.g. training_runs/3"),
