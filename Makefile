@@ -8,6 +8,9 @@ export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 # the exact torch pin resolves to the local CPU wheel through pip's find-links
 export PIP_FIND_LINKS ?= /opt/wheels
+# ports of the servers on 127.0.0.1: `make mongo-up MONGO_PORT=27018`, `make omniboard OMNIBOARD_PORT=9001`
+MONGO_PORT ?= 27017
+OMNIBOARD_PORT ?= 9000
 
 .PHONY: run test env lint services system-deps mongo-up mongo-down omniboard omniboard-down clean-runs
 
@@ -36,13 +39,13 @@ test: $(PY) lint services
 	$(PY) -m pytest
 
 mongo-up: $(PY) system-deps
-	@$(PY) -m services mongo-up
+	@$(PY) -m services mongo-up --port $(MONGO_PORT)
 
 mongo-down: $(PY)
 	@$(PY) -m services mongo-down
 
 omniboard: $(PY) system-deps
-	@$(PY) -m services omniboard
+	@$(PY) -m services omniboard --port $(OMNIBOARD_PORT) --mongo-port $(MONGO_PORT)
 
 omniboard-down: $(PY)
 	@$(PY) -m services omniboard-down

@@ -221,7 +221,7 @@ def start_mongod(
         other = "a MongoDB server" if _ping(url, 300) else "another program"
         raise RuntimeError(
             f"port {port} on {HOST} is already in use by {other} not started from {_display(home)}; "
-            "stop it or choose another port (--port N)"
+            "stop it or choose another port (--port N; with make: make mongo-up MONGO_PORT=N)"
         )
 
     dbpath = Path(dbpath) if dbpath is not None else home / "data"

@@ -207,7 +207,9 @@ def start_omniboard(
     if node is None:
         raise RuntimeError("node is not installed; Omniboard runs on Node.js")
     if not port_is_free(port):
-        raise RuntimeError(f"port {port} on {HOST} is already in use; choose another port (--port N)")
+        raise RuntimeError(
+            f"port {port} on {HOST} is already in use; choose another port (--port N; with make: OMNIBOARD_PORT=N)"
+        )
 
     preload = home / "bind_loopback.js"
     preload.write_text(_BIND_LOOPBACK_JS)

@@ -124,3 +124,27 @@ def test_every_run_folder_is_ignored_by_git_and_cleaned_by_make():
     for folder in RUN_DIRS.values():
         assert f"/{folder}/" in ignored, folder
         assert folder in clean, folder
+
+
+@pytest.mark.parametrize(
+    "target, variables, expected",
+    [
+        ("mongo-up", [], "-m services mongo-up --port 27017"),
+        ("mongo-up", ["MONGO_PORT=27555"], "-m services mongo-up --port 27555"),
+        (
+            "omniboard",
+            ["OMNIBOARD_PORT=9555", "MONGO_PORT=27555"],
+            "-m services omniboard --port 9555 --mongo-port 27555",
+        ),
+    ],
+)
+def test_make_passes_the_server_ports_on(target, variables, expected):
+    """`make -n` prints the recipe without running it (the prerequisites are up to date or
+    printed too): the port variables reach the services command line."""
+    import subprocess
+
+    root = SRC.parents[1]
+    done = subprocess.run(["make", "-n", target, *variables], cwd=root, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert expected in done.stdout
