@@ -90,3 +90,34 @@ def test_show_reads_folders_and_names_bad_ones(tmp_path):
 @pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (None, "None"), (123456, "123,456"), (True, "True")])
 def test_scalars_print_plainly(value, shown):
     assert summarize("forgetting", {"x": value}).splitlines()[1] == f"  x  {shown}"
+
+
+def test_a_script_ends_with_its_summary_and_names_its_folder(tmp_path):
+    import torch
+
+    from nnclust.nets.checkpoint import save_checkpoint
+    from nnclust.nets.registry import build_model
+
+    arch = {"model": {"name": "mlp", "hidden": [6, 6]}, "input_shape": [4], "num_classes": 2}
+    net = build_model(arch["model"], (4,), 2)
+    with torch.no_grad():
+        net.layer0.fc.weight[:, 2:] = 0  # inputs 2 and 3 reach nothing
+    save_checkpoint(tmp_path / "net.pt", net, arch)
+    cmd = [sys.executable, str(ROOT / "src" / "connectivity.py"), "with", "model=net.pt", "num_tasks=2",
+           "-F", "runs"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Stored in folder runs/1" in done.stderr
+    assert "Result: stored in run.json; summary below" in done.stderr
+    out = done.stdout.strip().splitlines()
+    assert out[0] == "connectivity: result of runs/1"
+    record = json.loads((tmp_path / "runs" / "1" / "run.json").read_text())["result"]
+    assert out[1].split()[:2] == ["split_metric", _fmt_like(record["split_metric"])]
+    assert record["split_metric"] < 0  # task 1's inputs lost every path
+    assert out[-1] == "  plots   runs/1/connectivity.png"
+
+
+def _fmt_like(value):
+    from nnclust.experiments.summary import _fmt
+
+    return _fmt(value)

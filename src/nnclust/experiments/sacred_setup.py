@@ -29,13 +29,18 @@ _OBSERVER_FLAGS = ("-F", "--file_storage")
 
 
 class _Shorten(logging.Filter):
-    """Cut long log lines: Sacred logs the whole result, labels of every node included."""
+    """Cut long log lines: Sacred logs the whole result, labels of every node included.
+    From the command line the result's summary is printed at the end instead
+    (`summary_follows`), so there the result line only says so."""
 
     limit = 400
+    summary_follows = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        if len(msg) > self.limit:
+        if self.summary_follows and msg.startswith("Result: "):
+            record.msg, record.args = "Result: stored in run.json; summary below", ()
+        elif len(msg) > self.limit:
             record.msg, record.args = msg[: self.limit] + f" … ({len(msg)} characters; full result in run.json)", ()
         return True
 
@@ -67,7 +72,7 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     (e.g. a resumed run taking its predecessor's config).
     """
     ex = Experiment(name, save_git_info=False)
-    ex.pre_run_hook(lambda _run: record_stores(_run))
+    ex.pre_run_hook(lambda _run: _announce_stores(_run, record_stores(_run)))
     if constraints or relations or sections:
 
         def check_config(config, command_name, logger):
@@ -120,6 +125,18 @@ def record_stores(run) -> dict:
     if len(stores) > 1:
         run.info["stores"] = stores
     return stores
+
+
+def _announce_stores(run, stores: dict) -> None:
+    """Name where the run is stored: Sacred's "Started run with ID" gives the id of the
+    first store to start, which with MongoDB is not the folder's number."""
+    where = []
+    if "folder" in stores:
+        where.append(f"folder {stores['folder']['path']}")
+    if "mongo" in stores:
+        where.append(f"MongoDB {stores['mongo']['db']} run {stores['mongo']['id']}")
+    if where and getattr(run, "run_logger", None) is not None:
+        run.run_logger.info("Stored in " + " and ".join(where))
 
 
 def _pop_option(argv: list[str], short: str, long: str) -> tuple[list[str], str | None]:
@@ -202,14 +219,35 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
     # SIGTERM (kill, a scheduler's time limit) ends the run like Ctrl-C: Sacred records it
     # as INTERRUPTED and flushes its metrics, instead of leaving it RUNNING forever.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    _Shorten.summary_follows = True
     try:
-        return ex.run_commandline(argv)
+        run = ex.run_commandline(argv)
     except KeyboardInterrupt:
         print("interrupted; a training run continues with `with resume=<its run folder>`", file=sys.stderr)
         sys.exit(130)
     finally:
+        _Shorten.summary_follows = False
         signal.signal(signal.SIGTERM, previous)
         sacred.experiment.print_filtered_stacktrace = original
+    if run is not None and getattr(run, "status", None) == "COMPLETED" and run.result is not None:
+        print("\n" + run_summary(ex.path, run))
+    return run
+
+
+def run_summary(name: str, run) -> str:
+    """The readable summary of a finished run (`experiments.summary`), naming its folder
+    and, when it was stored in MongoDB too, the database and id there."""
+    from nnclust.experiments.summary import summarize
+
+    folder = next((Path(o.dir) for o in run.observers if isinstance(o, FileStorageObserver) and o.dir), None)
+    artifacts = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder is not None else []
+    text = summarize(name, run.result, folder, artifacts)
+    mongo_copy = (run.info.get("stores") or {}).get("mongo")
+    if mongo_copy:
+        text += (
+            f"\n  mongodb {mongo_copy['db']} run {mongo_copy['id']} (model=mongo:{mongo_copy['db']}:{mongo_copy['id']})"
+        )
+    return text
 
 
 def _raise_interrupt(signum, frame):
