@@ -47,36 +47,43 @@ def config():
 # option keys a model or dataset needs (our own check rejects unknown ones, naming them).
 @ex.main
 def main(_run, _seed, _config, model, dataset, optimizer, pruning):
+    """Run the driver named by the `driver` key (default command)."""
     return symmetry.run_driver(_run, _seed, _config)
 
 
 @ex.command
 def random_mask(_run, _seed, _config, model, dataset, optimizer, pruning):
+    """Train under a mask of `mask_type` at a sparsity drawn from `sparsity_range`."""
     return symmetry.run_driver(_run, _seed, _config, "random_mask")
 
 
 @ex.command
 def shuffled_mask(_run, _seed, _config, model, dataset, optimizer, pruning):
+    """Train under a mask of `mask_type` at the fixed `sparsity`."""
     return symmetry.run_driver(_run, _seed, _config, "shuffled_mask")
 
 
 @ex.command
 def fixed_param(_run, _seed, _config, model, dataset, optimizer, pruning):
+    """Train a net per depth in `depths` at about `num_parameters`, masked at `sparsity`."""
     return symmetry.run_driver(_run, _seed, _config, "fixed_param")
 
 
 @ex.command
 def prune(_run, _seed, _config, model, dataset, optimizer, pruning):
+    """Train dense with magnitude pruning along the `pruning` schedule."""
     return symmetry.run_driver(_run, _seed, _config, "prune")
 
 
 @ex.command
 def train(_run, _seed, _config, model, dataset, optimizer, pruning):
+    """Train the dense network, no mask."""
     return symmetry.run_driver(_run, _seed, _config, "train")
 
 
 @ex.command(unobserved=True)
 def summary(source):
+    """Table and figure of the stored weight-symmetry runs (from `source`, or symmetry_runs/)."""
     folder = paths.run_dir("weight_symmetry")
     table, figure = symmetry.summary(source or str(folder), str(folder))
     print(table.to_string(index=False))

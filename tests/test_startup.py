@@ -1,6 +1,7 @@
 """Printing a config or --help, and rejecting a bad config, needs none of the heavy
 libraries (benchmarks/startup.py times them): every script, checked in a fresh process."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ def test_help_imports_no_heavy_library(script, run_script):
     heavy, output, code = run_script(script, "--help")
     assert code == 0 and "usage" in output.lower(), output
     assert heavy == "", f"{script} --help imported {heavy}"
+    # the script's own description, under its own name, and every command described
+    first_line = ast.get_docstring(ast.parse((ROOT / "src" / script).read_text())).splitlines()[0]
+    assert first_line in output, output
+    if script in SACRED:
+        assert f"src/{script} [(with UPDATE...)] [options]" in output
+        commands = output.split("Commands:")[1].strip().splitlines()
+        assert all(len(line.split(maxsplit=1)) == 2 for line in commands), commands
 
 
 @pytest.mark.parametrize("script", SACRED)
@@ -65,6 +73,16 @@ def test_print_config_imports_no_heavy_library(script, run_script):
     heavy, output, code = run_script(script, "print_config", "with", "seed=3", *REQUIRED.get(script, []))
     assert code == 0 and "seed = 3" in output, output
     assert heavy == "", f"{script} print_config imported {heavy}"
+    assert "note: a run needs" not in output
+
+
+@pytest.mark.parametrize("script", sorted(REQUIRED))
+def test_print_config_shows_a_config_without_its_required_keys(script, run_script):
+    heavy, output, code = run_script(script, "print_config")
+    key = REQUIRED[script][0].split("=")[0]
+    assert code == 0 and "Configuration" in output, output
+    assert f"note: a run needs {key} (" in output
+    assert heavy == ""
 
 
 # Config errors for unknown registry names and options, one per registry the checks read.
@@ -82,6 +100,9 @@ BAD_CONFIGS = [
     ("imp_experiment.py", ["init.name=x", "imp.rewind=x"], "imp.rewind='x' is not allowed: expected one of ['init',"),
     ("compact_model.py", ["model=a.pt", "format=coo"], "format='coo' is not allowed: expected one of ['dense', 'csr']"),
     ("mix_models.py", ["models=['a','b']", "method=x"], "method='x' is not allowed: expected one of ['average',"),
+    ("mix_models.py", ["method=x"], "method='x' is not allowed"),  # a bad value fails with required keys unset
+    ("train_model.py", ["epoch=5"], "error: unknown config key 'epoch' (did you mean 'epochs'?); valid keys are ["),
+    ("spectral_cluster_model.py", ["device=cuda"], "error: unknown config key 'device'; valid keys are ['graph',"),
 ]
 
 

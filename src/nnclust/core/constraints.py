@@ -170,6 +170,20 @@ def get_path(config: Mapping, key: str, default=_MISSING):
     return node
 
 
+def unset_required(config: Mapping, constraints: Mapping[str, Constraint | Sequence[Constraint]]) -> dict[str, str]:
+    """The keys left unset (None, empty) whose constraint demands a value, with what it
+    expects: the keys a user must give before a run (``print_config`` shows them)."""
+    out = {}
+    for key, cons in constraints.items():
+        value = get_path(config, key, _ABSENT)
+        if value is _ABSENT or not (value is None or (isinstance(value, (list, tuple, str, dict)) and not value)):
+            continue
+        options = list(cons) if isinstance(cons, Sequence) else [cons]
+        if not any(c.ok(value) for c in options):
+            out[key] = " or ".join(c.description for c in options)
+    return out
+
+
 def validate(
     config: Mapping,
     constraints: Mapping[str, Constraint | Sequence[Constraint]],

@@ -3,7 +3,9 @@ folder observer, and output capture that keeps progress bars readable."""
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -16,7 +18,7 @@ from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.utils import apply_backspaces_and_linefeeds, recursive_update  # noqa: E402
 
-from nnclust.core.constraints import validate  # noqa: E402
+from nnclust.core.constraints import unset_required, validate  # noqa: E402
 from nnclust.storage import paths  # noqa: E402
 
 # "sys" capture instead of the default file-descriptor capture: joblib worker processes
@@ -26,6 +28,8 @@ SETTINGS.CAPTURE_MODE = "sys"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = PROJECT_ROOT / "configs"
 _OBSERVER_FLAGS = ("-F", "--file_storage")
+# Commands that only show the config: they print it even when a run could not start.
+INSPECTION_COMMANDS = ("print_config", "print_dependencies")
 
 
 class _Shorten(logging.Filter):
@@ -72,12 +76,33 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     (e.g. a resumed run taking its predecessor's config).
     """
     ex = Experiment(name, save_git_info=False)
+    # Sacred takes the help text and the program name from the module that creates the
+    # experiment, which is this one: point both at the script that called us.
+    script = inspect.stack()[1].frame.f_globals
+    ex.doc = script.get("__doc__") or ex.doc
+    usage = ex.get_usage
+
+    def get_usage(program_name=None):
+        shown = os.path.relpath(program_name or sys.argv[0] or script.get("__file__") or name)
+        return usage(os.path.join(ex.base_dir, shown))  # Sacred prints it relative to base_dir
+
+    ex.get_usage = get_usage
     ex.pre_run_hook(lambda _run: _announce_stores(_run, record_stores(_run)))
     if constraints or relations or sections:
 
         def check_config(config, command_name, logger):
             updates = config_updates(config) if config_updates else {}
-            validate(recursive_update(config, updates), constraints or {}, relations, sections)
+            full = recursive_update(config, updates)
+            missing = unset_required(full, constraints or {}) if command_name in INSPECTION_COMMANDS else {}
+            if not missing:
+                validate(full, constraints or {}, relations, sections)
+                return updates
+            # print_config shows a config whose required keys are unset, naming them; every
+            # other value is still checked.
+            rest = {k: c for k, c in (constraints or {}).items() if k not in missing}
+            validate(full, rest, (), sections)
+            needed = "; ".join(f"{k} ({d})" for k, d in missing.items())
+            print(f"note: a run needs {needed}", file=sys.stderr)
             return updates
 
         ex.config_hook(check_config)
@@ -176,6 +201,24 @@ def _pop_folder_flag(argv: list[str]) -> tuple[list[str], str | None]:
 USER_ERRORS = (ValueError, FileNotFoundError, ConnectionError)
 
 
+def unknown_keys_message(exc) -> str | None:
+    """One line for Sacred's error on a top-level key the experiment does not have: the
+    key, the closest valid one and every valid key."""
+    from sacred.utils import ConfigAddedError
+
+    if not isinstance(exc, ConfigAddedError):
+        return None
+    import difflib
+
+    unknown = [str(k) for k in exc.__conflicting_configs__]
+    valid = sorted(k for k in (exc.__config__ or {}) if k not in unknown)
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key.split(".")[-1], valid, n=1)
+        parts.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return f"unknown config key {', '.join(parts)}; valid keys are {valid}"
+
+
 def _print_error_briefly(print_traceback):
     def printer(*args, **kwargs):
         exc = sys.exc_info()[1]
@@ -214,8 +257,15 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    main = ex.commands.get("main")
+    if main is not None and not (main.__doc__ or "").strip():
+        main.__doc__ = "Run the experiment described above (the default command)."
     original = sacred.experiment.print_filtered_stacktrace
     sacred.experiment.print_filtered_stacktrace = _print_error_briefly(original)
+    original_format = sacred.experiment.format_sacred_error
+    sacred.experiment.format_sacred_error = lambda e, usage: (
+        f"error: {unknown_keys_message(e)}" if unknown_keys_message(e) else original_format(e, usage)
+    )
     # SIGTERM (kill, a scheduler's time limit) ends the run like Ctrl-C: Sacred records it
     # as INTERRUPTED and flushes its metrics, instead of leaving it RUNNING forever.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -229,6 +279,7 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
         _Shorten.summary_follows = False
         signal.signal(signal.SIGTERM, previous)
         sacred.experiment.print_filtered_stacktrace = original
+        sacred.experiment.format_sacred_error = original_format
     if run is not None and getattr(run, "status", None) == "COMPLETED" and run.result is not None:
         print("\n" + run_summary(ex.path, run))
     return run
