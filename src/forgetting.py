@@ -8,7 +8,7 @@ Runs go to forgetting_runs/<id>/.
 from nnclust.experiments import forgetting
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("forgetting", forgetting.CONSTRAINTS)
+ex = make_experiment("forgetting", forgetting.CONSTRAINTS, forgetting.RELATIONS, forgetting.SECTIONS)
 
 
 @ex.config

@@ -10,7 +10,7 @@ Runs are stored in imp_runs/<id>/ with a checkpoint per level, the state history
 from nnclust.experiments import imp as body
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("imp_experiment", body.CONSTRAINTS, sections=body.SECTIONS)
+ex = make_experiment("imp_experiment", body.CONSTRAINTS, body.RELATIONS, body.SECTIONS)
 
 
 @ex.config

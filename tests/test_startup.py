@@ -111,3 +111,39 @@ def test_config_errors_need_no_heavy_library(script, updates, message, run_scrip
     heavy, output, code = run_script(script, "print_config", "with", *updates)
     assert code == 1 and message in output, output
     assert heavy == "", f"{script} imported {heavy} to reject {updates}"
+
+
+def _required_updates(script: str) -> dict:
+    """`REQUIRED`'s values as config updates."""
+    updates = dict(u.split("=", 1) for u in REQUIRED.get(script, []))
+    return {k: (["a.pt", "b.pt"] if v.startswith("[") else v) for k, v in updates.items()}
+
+
+def _print_config(script: str, updates: dict):
+    """The config `print_config` resolves for `script`, in-process (nothing printed)."""
+    import contextlib
+    import importlib
+    import io
+
+    ex = importlib.import_module(script.removesuffix(".py")).ex
+    with contextlib.redirect_stdout(io.StringIO()):
+        return dict(ex.run("print_config", config_updates=updates, options={"--loglevel": "ERROR"}).config)
+
+
+@pytest.mark.parametrize("script", SACRED)
+def test_an_unknown_nested_key_is_an_error_in_every_section(script):
+    """Sacred's warning for nested keys its default dicts lack is silenced (a CNN's model
+    keys are valid); this is what makes that safe: a wrong nested key is an error."""
+    from nnclust.core.constraints import ConfigError
+
+    updates = _required_updates(script)
+    sections = [k for k, v in _print_config(script, updates).items() if isinstance(v, dict)]
+    for section in sections:
+        with pytest.raises((ConfigError, ValueError), match="no_such_key_xyz"):
+            _print_config(script, {**updates, section: {"no_such_key_xyz": 1}})
+
+
+def test_train_config_keys_are_the_scripts():
+    from nnclust.experiments.train import CONFIG_KEYS
+
+    assert set(CONFIG_KEYS) == set(_print_config("train_model.py", {}))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnclust.core.constraints import Boolean, Check, Interval
+from nnclust.experiments.train import CONFIG_KEYS as TRAIN_KEYS
 from nnclust.storage import paths
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ CONSTRAINTS = {
     "root": Check(lambda r: isinstance(r, str) and bool(r), "a folder for the cells' runs"),
     "progress": Boolean(),
     "plot": Boolean(),
+    "train_updates": Check(
+        lambda u: isinstance(u, dict) and set(u) <= set(TRAIN_KEYS), f"a dict of train_model keys {list(TRAIN_KEYS)}"
+    ),
 }
 
 

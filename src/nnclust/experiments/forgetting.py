@@ -18,11 +18,13 @@ import copy
 from nnclust.core import seeding
 from nnclust.core.constraints import Check, Interval, Options
 from nnclust.core.registry import Registry
-from nnclust.data import load_dataset
+from nnclust.data import DATASETS, load_dataset
 from nnclust.data.splits import class_subset
 from nnclust.experiments.artifacts import add_artifact, scratch
-from nnclust.nets.registry import build_model
+from nnclust.experiments.train import DATASET_OPTIONS, MODEL_OPTIONS
+from nnclust.nets.registry import MODELS, build_model
 from nnclust.storage import paths
+from nnclust.training import OPTIMIZER_DEFAULTS
 
 # torch, training and model surgery are imported inside the functions that use them, so
 # that the script's print_config and --help need no torch (benchmarks/startup.py).
@@ -53,7 +55,11 @@ CONSTRAINTS = {
         lambda v: isinstance(v, list) and v and all(x in VARIANTS for x in v), f"a list of {VARIANTS.names()}"
     ),
     "optimizer.name": Options(["adam", "sgd"]),
+    "dataset.name": Options(DATASETS),
+    "model.name": Options(MODELS),
 }
+RELATIONS = [DATASET_OPTIONS, MODEL_OPTIONS]
+SECTIONS = {"optimizer": OPTIMIZER_DEFAULTS}
 
 
 def _accuracy(model, data, classes) -> float:

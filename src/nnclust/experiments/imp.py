@@ -13,6 +13,7 @@ from nnclust.core.constraints import Boolean, Check, Device, Interval, Options
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.experiments.connectivity import analyse_layers, groups_of
+from nnclust.experiments.train import DATASET_OPTIONS, MODEL_OPTIONS
 from nnclust.nets.init import BIAS_INITS, INIT_DEFAULTS, INITS, initialize
 from nnclust.nets.registry import build_model
 from nnclust.pruning import SCOPES, states
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 # torch, training, figures and scipy.stats are imported inside the functions that use
 # them, so that the script's print_config and --help need none (benchmarks/startup.py).
 
-__all__ = ["CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS", "SECTIONS", "imp_job"]
+__all__ = ["CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS", "RELATIONS", "SECTIONS", "imp_job"]
 
 # `levels` pruning steps along an exponential from the model's prunable count down to
 # `target_params`; each level trains for at most `max_epochs`, stopping early when the
@@ -76,6 +77,7 @@ CONSTRAINTS = {
     "device": Device(),
     "num_threads": [Options([None]), Interval(1, None, integer=True)],
 }
+RELATIONS = [DATASET_OPTIONS, MODEL_OPTIONS]
 SECTIONS = {"imp": IMP_DEFAULTS, "init": INIT_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}
 
 

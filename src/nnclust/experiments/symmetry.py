@@ -30,6 +30,7 @@ from nnclust.core.constraints import Boolean, Check, Device, Interval, Options, 
 from nnclust.core.registry import Registry
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
+from nnclust.experiments.train import DATASET_OPTIONS, MODEL_OPTIONS
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.pruning import PRUNING_DEFAULTS, SCHEDULES, SCOPES
 from nnclust.pruning.mask_types import MASK_TYPES, check_sparsity
@@ -119,6 +120,7 @@ RELATIONS = [
         "driver=fixed_param solves the width of mnist_fc, not of model.name={model_name}; set model.name=mnist_fc",
     ),
 ]
+RELATIONS += [DATASET_OPTIONS, MODEL_OPTIONS]
 SECTIONS = {"pruning": PRUNING_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}
 
 

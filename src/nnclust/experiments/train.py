@@ -19,7 +19,10 @@ from nnclust.storage.metric_log import DownsampledLog
 from nnclust.storage.refs import RunReferenceError
 from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
 
-__all__ = ["CLUSTERABILITY_DEFAULTS", "CONSTRAINTS", "OPTIMIZER_DEFAULTS", "PRUNING_DEFAULTS", "RELATIONS", "train_job"]
+__all__ = [
+    "CLUSTERABILITY_DEFAULTS", "CONFIG_KEYS", "CONSTRAINTS", "DATASET_OPTIONS", "MODEL_OPTIONS", "OPTIMIZER_DEFAULTS",
+    "PRUNING_DEFAULTS", "RELATIONS", "train_job",
+]  # fmt: skip
 
 
 def _is_spec_list(value) -> bool:
@@ -60,6 +63,24 @@ CONSTRAINTS = {
     "checkpoint_every": [Options(["auto"]), Interval(0, None, integer=True)],
     "resume": Check(lambda r: r is None or isinstance(r, str), "null or a training run folder, e.g. training_runs/3"),
 }
+# The top-level keys of train_model's config (tests/test_startup.py pins them to the
+# script's): other experiments that pass train_model updates on check them against it.
+CONFIG_KEYS = (
+    "batch_size", "checkpoint_every", "cluster_gradient", "cluster_gradient_config", "data_root", "dataset",
+    "device", "epochs", "lr_decay", "model", "optimizer", "progress", "pruning", "regularizers", "resume", "seed",
+)  # fmt: skip
+# The options of the chosen model and dataset: every experiment that builds one checks
+# them, so a misspelt nested key is an error naming the valid ones.
+MODEL_OPTIONS = Relation(
+    ["model"],
+    lambda m: set(m) - {"name"} <= set(MODELS[m["name"]][1]),
+    lambda m: _unknown_options("model", m, MODELS[m["name"]][1]),
+)
+DATASET_OPTIONS = Relation(
+    ["dataset"],
+    lambda d: set(d) - {"name"} <= set(DATASETS[d["name"]].defaults),
+    lambda d: _unknown_options("dataset", d, DATASETS[d["name"]].defaults),
+)
 RELATIONS = [
     Relation(
         ["pruning.num_pruning_epochs", "pruning.num_finetune_epochs", "epochs"],
@@ -74,16 +95,8 @@ RELATIONS = [
         "pruning.final_sparsity={pruning_final_sparsity} needs pruning.num_pruning_epochs >= 1 "
         "(it is {pruning_num_pruning_epochs}); set the number of epochs to prune over",
     ),
-    Relation(
-        ["model"],
-        lambda m: set(m) - {"name"} <= set(MODELS[m["name"]][1]),
-        lambda m: _unknown_options("model", m, MODELS[m["name"]][1]),
-    ),
-    Relation(
-        ["dataset"],
-        lambda d: set(d) - {"name"} <= set(DATASETS[d["name"]].defaults),
-        lambda d: _unknown_options("dataset", d, DATASETS[d["name"]].defaults),
-    ),
+    MODEL_OPTIONS,
+    DATASET_OPTIONS,
     Relation(
         ["regularizers"],
         lambda specs: all(s["name"] in REGULARIZERS for s in specs),
