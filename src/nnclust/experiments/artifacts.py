@@ -27,8 +27,18 @@ def add_artifact(run, folder: Path, name: str, fig=None) -> Path:
         from nnclust.viz.figures import save  # matplotlib only where figures are made
 
         save(fig, path)
-    run.add_artifact(str(path), name)
+    run.add_artifact(str(path), name, content_type=content_type(name))
     return path
+
+
+def content_type(name: str) -> str:
+    """The MIME type an artifact is stored under: a known one (image/png, text/csv), else
+    application/octet-stream (checkpoints, npz), so a MongoDB store need not guess."""
+    import mimetypes
+
+    if name.endswith((".pt", ".npz")):  # mimetypes knows .pt as a SNES page table
+        return "application/octet-stream"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def run_folder(run) -> Path | None:
