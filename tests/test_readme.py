@@ -81,3 +81,46 @@ def test_script_commands_accept_their_arguments(command, project_like):
         except SystemExit as exit_:
             pytest.fail(f"{command!r} exits with {exit_.code}:\n{out.getvalue()[-2000:]}")
     assert "Configuration" in out.getvalue()
+
+
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory):
+    """A project folder with two completed digits training runs (pruned, differing in
+    their epochs): what the README's Python snippets read."""
+    from sacred.observers import FileStorageObserver
+
+    import train_model
+    from nnclust.exec.grid import run_in_process
+
+    root = tmp_path_factory.mktemp("project")
+    for epochs in (4, 5):
+        config = {"epochs": epochs, "progress": False,
+                  "pruning": {"final_sparsity": 0.8, "num_pruning_epochs": 2, "num_finetune_epochs": 1}}  # fmt: skip
+        run_in_process(train_model.ex, [FileStorageObserver(str(root / "training_runs"))], config, ["mlp_config"])
+    return root
+
+
+def test_the_readme_has_python_snippets():
+    assert len(PYTHON_BLOCKS) >= 3
+
+
+@pytest.mark.parametrize("block", range(len(PYTHON_BLOCKS)))
+def test_python_snippets_run_as_written(block, trained_project):
+    """Each Python block of the README, in a fresh interpreter in a project folder, with
+    no PYTHONPATH: the package is installed, the scripts are found beside it."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", PYTHON_BLOCKS[block]], cwd=trained_project, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    if "compact(" in PYTHON_BLOCKS[block]:
+        lines = done.stdout.strip().splitlines()
+        before, after = map(int, lines[0].split(" hidden units")[0].split(" -> "))
+        assert after < before
+        assert float(lines[1].split("(")[1].split(")")[0]) < 1e-4  # compaction changes no output beyond rounding
+    if "config_diff" in PYTHON_BLOCKS[block]:
+        assert "epochs" in done.stdout
+    if "run_grid" in PYTHON_BLOCKS[block]:
+        assert len(done.stdout.strip().splitlines()) == 4

@@ -36,13 +36,33 @@ def run_in_process(ex, observers: list, config_updates: dict | None = None, name
         ex.observers[:] = []
 
 
+def script_module(script: str):
+    """The experiment script `script` (``"train_model"``) as a module. The scripts live
+    in src/ beside the package, which is put on the path when it is not there (a caller
+    outside the project root, a worker process)."""
+    try:
+        return importlib.import_module(script)
+    except ModuleNotFoundError as exc:
+        if exc.name != script:
+            raise
+    import sys
+
+    import nnclust
+
+    scripts = str(Path(nnclust.__file__).resolve().parents[1])
+    if not (Path(scripts) / f"{script}.py").is_file():
+        raise ValueError(f"no experiment script {script!r}: expected {Path(scripts) / (script + '.py')}")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module(script)
+
+
 def _run_row(task: tuple) -> tuple[str, dict]:
-    # Imported here, on the worker: the experiment scripts live in src/, which
-    # workers must have on their path (PYTHONPATH=src).
+    # Imported here, on the worker.
     from sacred.observers import FileStorageObserver
 
     script, config, folder, *named = task
-    ex = importlib.import_module(script).ex
+    ex = script_module(script).ex
     run = run_in_process(ex, [FileStorageObserver(folder)], config, named[0] if named else ())
     return str(Path(folder) / str(run._id)), run.result
 

@@ -131,6 +131,14 @@ def extract_layers(source, masks: Mapping[str, torch.Tensor] | None = None) -> l
         }
         return layers_from_state_dict(state, masks, eps)
     if isinstance(source, Mapping):
+        if "state_dict" in source and "architecture" in source:
+            # What torch.load gives for a checkpoint file: read it through load_checkpoint,
+            # which checks its hash and applies its masks.
+            raise TypeError(
+                "this is the raw content of a checkpoint file (keys "
+                f"{sorted(map(str, source))}); load the file with "
+                "nnclust.nets.checkpoint.load_checkpoint(path), which checks its hash and applies its masks"
+            )
         return layers_from_state_dict(source, masks)
     raise TypeError(f"cannot extract layers from a {type(source).__name__}")
 
