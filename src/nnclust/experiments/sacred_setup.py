@@ -269,9 +269,12 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
     original = sacred.experiment.print_filtered_stacktrace
     sacred.experiment.print_filtered_stacktrace = _print_error_briefly(original)
     original_format = sacred.experiment.format_sacred_error
-    sacred.experiment.format_sacred_error = lambda e, usage: (
-        f"error: {unknown_keys_message(e)}" if unknown_keys_message(e) else original_format(e, usage)
-    )
+
+    def format_sacred_error(exc, usage):
+        unknown = unknown_keys_message(exc)
+        return f"error: {unknown}" if unknown else original_format(exc, usage)
+
+    sacred.experiment.format_sacred_error = format_sacred_error
     # SIGTERM (kill, a scheduler's time limit) ends the run like Ctrl-C: Sacred records it
     # as INTERRUPTED and flushes its metrics, instead of leaving it RUNNING forever.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
