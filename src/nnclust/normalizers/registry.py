@@ -43,8 +43,10 @@ class Normalizer:
 
     `fn` takes fc weight layers (``kind != "crude"``; plus ``x``, the training inputs,
     when `needs_data`) and returns new layers, or, for crude ones, trains a module in
-    place with ``(model, data, seed=..., progress=..., **options)`` and returns its loss
-    curve. `defaults` lists every option; `constraints` checks them.
+    place with ``(model, data, seed=..., progress=..., masks=..., **options)`` (`masks`:
+    the weights it may change, by parameter name, or None; the ``seed`` and
+    ``release_masks`` options are read by `normalize`) and returns its loss curve.
+    `defaults` lists every option; `constraints` checks them.
     """
 
     fn: Callable
