@@ -1,12 +1,12 @@
 """Print (and draw) the evolution tree of derived models from a run store.
 
-    python src/evolution_tree.py                              # normalized_models + training_runs
+    python src/evolution_tree.py                              # the stores of training and derived runs
     python src/evolution_tree.py normalized_models training_runs --png tree.png
     python src/evolution_tree.py -m 127.0.0.1:27017:nnclust --root "train_model 1"
 
-Each normalize run links to its parent by the parent checkpoint's sha256, so the
-tree is the same from a folder store and from MongoDB; a parent run that is gone is
-shown as a MISSING root.
+Each derived model (normalized, compacted, mixed) links to its parent by the parent
+checkpoint's sha256, so the tree is the same from a folder store and from MongoDB; a
+parent run that is gone is shown as a MISSING root.
 """
 
 import argparse
@@ -15,7 +15,7 @@ from pathlib import Path
 from nnclust.normalizers import tree
 from nnclust.storage import paths
 
-DEFAULT_STORES = [paths.RUN_DIRS["normalize_model"], paths.RUN_DIRS["train_model"]]
+DEFAULT_STORES = [paths.RUN_DIRS[e] for e in ("normalize_model", "train_model", "compact_model", "mix_models")]
 
 
 def main(argv=None) -> str:

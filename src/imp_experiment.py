@@ -18,7 +18,8 @@ def config():
     dataset = {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 1000, "noise": 0.1}
     data_root = "datasets"  # image tasks of concat are read from <data_root>/<name>/
     model = {"name": "mlp", "hidden": [40, 40]}  # hidden layers of one width (widened by imp.extend)
-    init = dict(body.INIT_DEFAULTS)  # name: default | normal | kaiming_uniform; bias: same | zero; std (normal)
+    # init.name: default | normal | kaiming_uniform | xavier; bias: same | zero | constant (bias_constant); std
+    init = dict(body.INIT_DEFAULTS)
     optimizer = dict(body.OPTIMIZER_DEFAULTS)
     batch_size = 64
     # levels, target_params, extend, scope (global | layer), prune_biases, rewind (init | late | none),

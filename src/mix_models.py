@@ -2,7 +2,8 @@
 
     python src/mix_models.py with 'models=["training_runs/1", "training_runs/2"]' method=average
 
-Methods: average, weighted, rank_and_zero, replace_by_nonzero. Runs go to mixed_models/<id>/.
+Methods: average, weighted, rank_and_zero, replace_by_nonzero. Runs go to mixed_models/<id>/,
+with the mix's metrics and its parents' on the parents' test data, and its lineage.
 """
 
 from nnclust.experiments import mix
@@ -19,8 +20,8 @@ def config():
 
 
 @ex.main
-def main(_run, models, method, keep):
-    return mix.mix_job(_run, models, method, keep)
+def main(_run, _seed, models, method, keep):
+    return mix.mix_job(_run, models, method, keep, _seed)
 
 
 if __name__ == "__main__":

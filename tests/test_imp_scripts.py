@@ -159,7 +159,8 @@ def test_connectivity_errors(imp_run, tmp_path):
     "update, match",
     [
         ({"imp": {"rewind": "half"}}, "imp.rewind='half'"),
-        ({"init": {"name": "xavier"}}, "init.name='xavier'"),
+        ({"init": {"name": "glorot"}}, "init.name='glorot'"),
+        ({"init": {"bias_constant": "0.1"}}, "init.bias_constant='0.1'"),
         ({"imp": {"levls": 3}}, "unknown key 'imp.levls'"),
         ({"imp": {"target_params": 0}}, "imp.target_params=0"),
     ],
@@ -168,6 +169,26 @@ def test_bad_config_fails_before_the_run(update, match, tmp_path):
     with pytest.raises(ConfigError, match=match):
         run_exp(imp_experiment, tmp_path, **{**TINY, **update})
     assert not any(tmp_path.iterdir())
+
+
+def test_xavier_with_a_constant_bias_reaches_the_network(tmp_path, monkeypatch):
+    import nnclust.experiments.imp as body
+
+    class Drawn(Exception):
+        pass
+
+    def stop_after_init(net, *args):
+        body_init(net, *args)
+        raise Drawn(net)
+
+    body_init = body.initialize
+    monkeypatch.setattr(body, "initialize", stop_after_init)
+    init = {"name": "xavier", "bias": "constant", "bias_constant": -0.3}
+    with pytest.raises(Drawn) as drawn:
+        run_exp(imp_experiment, tmp_path, **{**TINY, "init": init})
+    net = drawn.value.args[0]
+    assert all((m.bias == -0.3).all() for m in net.modules() if isinstance(m, torch.nn.Linear))
+    assert net.layer0.fc.weight.abs().max() <= (6 / (4 + 8)) ** 0.5  # Glorot bound of the first layer
 
 
 def test_target_above_p0_is_a_clear_error(tmp_path):

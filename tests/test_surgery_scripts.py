@@ -45,7 +45,13 @@ def test_mixing_two_checkpoints_records_both_parents(tmp_path):
     assert torch.allclose(mixed.state_dict["layer0.fc.weight"], (a["layer0.fc.weight"] + b["layer0.fc.weight"]) / 2)
     info = json.loads((tmp_path / "mixed" / "1" / "info.json").read_text())
     assert [p["ref"] for p in info["parents"]] == files and info["normalizer"]["name"] == "mix:average"
+    assert info["parent"] == info["parents"][0] and info["data"] is None  # plain copies, not back-references
     assert run.result["parents"] == files
+    # files record no data: measured on a seeded Gaussian batch, data metrics None
+    assert (
+        run.result["metrics"]["accuracy"] is None and run.result["metrics"]["num_parameters"] == 4 * 6 + 6 + 6 * 3 + 3
+    )
+    assert run.result["max_output_change"] > 0
     other = {"model": {"name": "mlp", "hidden": [5]}, "input_shape": [4], "num_classes": 3}
     odd = str(save_checkpoint(tmp_path / "odd.pt", build_model(other["model"], [4], 3), other))
     with pytest.raises(ValueError, match="different architectures"):

@@ -21,8 +21,9 @@ def _gen(seed=0):
 @pytest.mark.parametrize("bias", BIAS_INITS.names())
 def test_every_init_draws_its_distribution(name, bias):
     net = initialize(_net(), name, bias, std=0.05, generator=_gen())
-    w = net.layer0.fc.weight  # fan_in 300
-    bound = {"normal": None, "kaiming_uniform": math.sqrt(6 / 300), "default": 1 / math.sqrt(300)}[name]
+    w = net.layer0.fc.weight  # fan_in 300, fan_out 400
+    bound = {"normal": None, "kaiming_uniform": math.sqrt(6 / 300), "xavier": math.sqrt(6 / 700),
+             "default": 1 / math.sqrt(300)}[name]  # fmt: skip
     if bound is None:
         assert w.std().item() == pytest.approx(0.05, rel=0.02) and w.mean().abs() < 0.002
     else:
@@ -31,8 +32,21 @@ def test_every_init_draws_its_distribution(name, bias):
     b = net.layer0.fc.bias
     if bias == "zero":
         assert (b == 0).all() and (net.layer1.fc.bias == 0).all()
+    elif bias == "constant":
+        assert (b == 0.1).all() and (net.layer1.fc.bias == 0.1).all()  # bias_constant's default
     else:
         assert b.std().item() == pytest.approx(w.std().item(), rel=0.15)
+
+
+def test_xavier_with_a_constant_bias_as_sparana_draws_it():
+    """initialize_weights('Xavier', bias_constant=0.1): Glorot-uniform weights, every bias 0.1."""
+    net = initialize(_net(), "xavier", "constant", generator=_gen(), bias_constant=-0.25)
+    w = net.layer1.fc.weight  # fan_in 400, fan_out 200: torch.nn.init.xavier_uniform_'s bound
+    assert w.abs().max() <= math.sqrt(6 / 600) and w.abs().max() > 0.99 * math.sqrt(6 / 600)
+    assert (net.layer0.fc.bias == -0.25).all() and (net.layer1.fc.bias == -0.25).all()
+    conv = build_model({"name": "cnn", "conv_channels": [4], "hidden": [5]}, (1, 8, 8), 3)
+    k = initialize(conv, "xavier", generator=_gen()).layer0.conv.weight  # (4, 1, 3, 3): fans 9 and 36
+    assert k.abs().max() <= math.sqrt(6 / 45) and k.abs().max() > 0.9 * math.sqrt(6 / 45)
 
 
 def test_init_is_seeded_and_seed_dependent():
@@ -43,9 +57,11 @@ def test_init_is_seeded_and_seed_dependent():
 
 
 def test_bad_names_and_std():
-    with pytest.raises(ValueError, match=r"unknown init 'xavier'.*'default', 'kaiming_uniform', 'normal'"):
-        initialize(_net(), "xavier")
+    with pytest.raises(ValueError, match=r"unknown init 'glorot'.*'default', 'kaiming_uniform', 'normal', 'xavier'"):
+        initialize(_net(), "glorot")
     with pytest.raises(ValueError, match="unknown bias init 'one'"):
         initialize(_net(), "normal", "one")
     with pytest.raises(ValueError, match="std must be a number > 0"):
         initialize(_net(), "normal", std=0)
+    with pytest.raises(ValueError, match="bias_constant must be a finite number, got nan"):
+        initialize(_net(), "xavier", "constant", bias_constant=float("nan"))

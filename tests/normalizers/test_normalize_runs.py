@@ -76,6 +76,10 @@ def test_chain_records_lineage_and_exact_steps_keep_outputs(chain):
     assert sum(results[2]["hidden_widths"]) < sum(results[2]["parent_hidden_widths"]) == 32
     assert results[2]["metrics"]["num_parameters"] < results[2]["parent_metrics"]["num_parameters"]
     assert results[3]["max_output_change"] > 1e-3 and results[3]["final_loss"] is not None
+    # retraining the pruned, compacted model keeps every zero weight at zero
+    pruned, retrained = (load_checkpoint(done[i][0] / paths.NORMALIZED_MODEL).state_dict for i in (3, 4))
+    for key in (k for k in pruned if k.endswith(".weight")):
+        assert torch.equal(pruned[key] == 0, retrained[key] == 0) and (pruned[key] == 0).any()
     metrics = json.loads((done[4][0] / "metrics.json").read_text())
     assert len(metrics["normalizer_loss"]["values"]) == 15
     assert set(results[0]["metrics"]) == {"loss", "accuracy", "mse", "hidden_neurons", "sparsity", "weight_norm",
@@ -104,7 +108,8 @@ def test_tree_from_the_folder_store(chain, tmp_path):
     assert roots[0].metrics == done[1][1].result["parent_metrics"]
     out = tmp_path / "tree.png"
     text = evolution_tree.main([str(root / "normalized_models"), str(root / "training_runs"), "--png", str(out)])
-    assert "├── sort_neurons" in text and "retrain(batch_size=64, lr=0.01, steps=15)" in text
+    assert "├── sort_neurons(include_bias=False)" in text
+    assert "retrain(batch_size=64, lr=0.01, optimizer=sgd, release_masks=False, steps=15)" in text
     assert out.stat().st_size > 10_000
     sub = evolution_tree.main([str(root / "normalized_models"), "--root", "normalize_model 3", "--no-png"])
     assert sub.splitlines()[0].startswith("delete_dead_neurons") and len(sub.splitlines()) == 2

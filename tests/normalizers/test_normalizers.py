@@ -3,6 +3,7 @@ approximate ones remove exactly what they must; crude ones are seeded; bad input
 with the fix named."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -133,15 +134,41 @@ def test_rescale_then_sort_is_a_canonical_form(widths, seed):
 
 def test_sort_orders_by_l1_mass_and_rescale_gives_unit_norms():
     layers = random_mlp([6, 9, 5, 2], 3)
-    s = sort_neurons(layers)
-    for g in range(2):
-        score = np.abs(s[g].weight).sum(1) + np.abs(s[g].bias) + np.abs(s[g + 1].weight).sum(0)
-        assert np.all(np.diff(score) <= 0)
+    for include_bias in (False, True):
+        s = sort_neurons(layers, include_bias=include_bias)
+        for g in range(2):
+            score = np.abs(s[g].weight).sum(1) + np.abs(s[g + 1].weight).sum(0)
+            score = score + np.abs(s[g].bias) if include_bias else score
+            assert np.all(np.diff(score) <= 0)
+        assert rel_change(out(layers, X), out(s, X)) < 1e-12
     r = rescale_relu(layers)
     for g in range(2):
         norms = np.sqrt((r[g].weight ** 2).sum(1) + r[g].bias ** 2)
         np.testing.assert_allclose(norms, 1.0, atol=1e-12)
     assert np.array_equal(r[2].bias, layers[2].bias)  # the output layer keeps its scale
+
+
+def hand_built_for_sorting():
+    """2-3-2 MLP. Scores sum |in| + sum |out|: units 0 and 2 tie at 3, unit 1 has 2.5;
+    with |b|: unit 1 (bias 2) has 4.5 and leads."""
+    w0 = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]])
+    b0 = np.array([0.0, 2.0, 0.0])
+    w1 = np.array([[1.0, 1.0, 2.0], [1.0, 1.0, 0.0]])
+    return [WeightLayer("layer0.fc", "fc", w0, b0), WeightLayer("layer1.fc", "fc", w1, np.zeros(2))]
+
+
+def test_sort_follows_the_documents_rule_on_a_hand_built_net():
+    layers = hand_built_for_sorting()
+    for include_bias, order in [(False, [0, 2, 1]), (True, [1, 0, 2])]:
+        # through the registry, so the option is what reaches the sort
+        new = normalize("sort_neurons", layers, {"include_bias": include_bias}).layers
+        np.testing.assert_array_equal(new[0].weight, layers[0].weight[order])
+        np.testing.assert_array_equal(new[0].bias, layers[0].bias[order])
+        np.testing.assert_array_equal(new[1].weight, layers[1].weight[:, order])
+    # the tie of units 0 and 2 goes to the lower index, whichever unit it is
+    swapped = sort_neurons([replace(layers[0], weight=layers[0].weight[[2, 1, 0]]), layers[1]])
+    np.testing.assert_array_equal(swapped[0].weight, layers[0].weight[[2, 0, 1]])
+    assert check_options("sort_neurons", None) == {"include_bias": False}
 
 
 def test_rescale_leaves_zero_units_alone():
@@ -276,12 +303,150 @@ def test_bimt_swaps_shorten_the_wiring_and_keep_the_function():
     x = torch.randn(20, 6)
     with torch.no_grad():
         before = model(x)
-    assert crude.bimt_swaps(model, dist) > 0
+    first = [lin.weight.detach().clone() for lin in lins]
+    orders = crude.bimt_swaps(model, dist)
+    assert any((o != np.arange(8)).any() for o in orders)
+    # the orders returned are the ones made: rows of layer g, columns of layer g + 1
+    assert torch.equal(lins[0].weight, first[0][orders[0]])
+    assert torch.equal(lins[1].weight, first[1][orders[1]][:, orders[0]])
+    assert torch.equal(lins[2].weight, first[2][:, orders[1]])
     after_cost = crude.wiring_cost([lin.weight.detach().double().numpy() for lin in lins], dist)
     assert after_cost < cost
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-6)
-    assert crude.bimt_swaps(model, dist) >= 0
+
+
+CRUDE = [n for n in NORMALIZERS.names() if NORMALIZERS[n].kind == "crude"]
+DOCUMENT_OPTIMIZER = {"retrain": torch.optim.SGD, "l1_retrain": torch.optim.SGD,
+                      "l1_activation_retrain": torch.optim.Adam, "bimt": torch.optim.Adam}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CRUDE)
+def test_crude_normalizers_train_with_their_optimizer(name, monkeypatch):
+    made = []
+    real = crude.make_optimizer
+    monkeypatch.setattr(crude, "make_optimizer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    model = build_model({"name": "mlp", "hidden": [5]}, (6,), 2)
+    normalize(name, model, {"steps": 2}, data=tiny_data())
+    assert type(made[0]) is DOCUMENT_OPTIMIZER[name]
+    assert made[0].param_groups[0]["lr"] == NORMALIZERS[name].defaults["lr"]
+    if isinstance(made[0], torch.optim.SGD):
+        assert made[0].param_groups[0]["momentum"] == 0.0  # plain SGD
+    other = "adam" if DOCUMENT_OPTIMIZER[name] is torch.optim.SGD else "sgd"
+    normalize(name, model, {"steps": 2, "optimizer": other}, data=tiny_data())
+    assert type(made[1]).__name__.lower() == other
+
+
+def double_data(n):
+    """`tiny_data` in float64, as the crude training loops read it (a `Dataset` holds
+    float32), for comparisons at float64 tolerances."""
+    data = tiny_data(n)
+    return SimpleNamespace(x_train=data.x_train.double(), y_train=data.y_train, objective=data.objective)
+
+
+def test_retrain_by_default_takes_a_plain_sgd_step():
+    torch.manual_seed(0)
+    model = build_model({"name": "mlp", "hidden": [7]}, (6,), 2).double()
+    data = double_data(40)
+    params = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(data.x_train), data.y_train)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    crude.retrain(model, data, steps=1, lr=0.1, batch_size=40, seed=0)  # one step on the whole set
+    for p, p0, g in zip(model.parameters(), params, grads):
+        # w - lr * dL/dw; the mean loss of a reordered batch differs in the last bits only
+        torch.testing.assert_close(p.detach(), p0 - 0.1 * g, rtol=0, atol=1e-12)
+
+
+def pruned_model(sparsity=0.7, seed=0):
+    """An 'mlp' [10, 10] on 6 inputs with `sparsity` of each weight matrix zeroed, and
+    its checkpoint masks."""
+    torch.manual_seed(seed)
+    model = build_model({"name": "mlp", "hidden": [10, 10]}, (6,), 2)
+    gen = torch.Generator().manual_seed(seed)
+    masks = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".weight"):
+                masks[name] = (torch.rand(p.shape, generator=gen) >= sparsity).float()
+                p.mul_(masks[name])
+    return model, masks
+
+
+def zeros(layers):
+    return [int((lay.weight == 0).sum()) for lay in layers]
+
+
+@pytest.mark.parametrize("name", CRUDE)
+def test_retraining_keeps_a_pruned_model_exactly_as_sparse(name):
+    model, masks = pruned_model()
+    opts = {"steps": 30, "lr": 0.05, "batch_size": 32}
+    if name == "bimt":
+        opts["swap_every"] = 5  # units move: their masks must move with them
+    parent = extract_layers(model, masks)
+    new = normalize(name, model, opts, data=tiny_data(), masks=masks)
+    assert zeros(new.layers) == zeros(parent)  # every zero stays zero, nothing else becomes 0
+    for lay in new.layers:
+        assert not lay.weight[~lay.mask].any() and lay.weight[lay.mask].all()
+    assert [m.sum().item() for m in new.masks.values()] == [m.sum().item() for m in masks.values()]
+    assert not np.array_equal(new.layers[0].weight, parent[0].weight)  # it did train
+    released = normalize(name, model, {**opts, "release_masks": True}, data=tiny_data(), masks=masks)
+    assert released.masks is None and sum(zeros(released.layers)) < sum(zeros(parent))  # densified
+
+
+def test_retraining_keeps_zero_weights_of_an_unmasked_model():
+    layers = random_mlp([6, 8, 2], 11)
+    layers[0] = replace(layers[0], weight=np.where(np.arange(6) % 2 == 0, 0.0, layers[0].weight))
+    new = normalize("retrain", layers, {"steps": 20, "lr": 0.05}, data=tiny_data())
+    assert zeros(new.layers) == zeros(layers) == [24, 0] and new.masks is None
+    assert not np.allclose(new.layers[0].weight, layers[0].weight, atol=1e-6)
+
+
+def _permuted(model, orders, masks):
+    """A copy of `model` (and `masks`) with hidden layer g's units in `orders[g]`."""
+    import copy
+
+    model = copy.deepcopy(model)
+    masks = dict(masks)
+    lins = crude._linears(model)
+    with torch.no_grad():
+        for g, order in enumerate(orders):
+            idx = torch.as_tensor(order)
+            lins[g].weight.copy_(lins[g].weight[idx])
+            lins[g].bias.copy_(lins[g].bias[idx])
+            lins[g + 1].weight.copy_(lins[g + 1].weight[:, idx])
+            masks[f"layer{g}.fc.weight"] = masks[f"layer{g}.fc.weight"][idx]
+            masks[f"layer{g + 1}.fc.weight"] = masks[f"layer{g + 1}.fc.weight"][:, idx]
+    return model, masks
+
+
+def test_bimt_swaps_carry_the_optimizer_state_with_the_units(monkeypatch):
+    """Without the wiring penalty, training commutes with permuting hidden units. So a
+    run that swaps units after step 5 must continue exactly as a run that started
+    from the units already in the swapped order: only if Adam's moments and the masks
+    moved with the units."""
+    model, masks = pruned_model(0.3, seed=4)
+    model = model.double()
+    data = double_data(96)
+    opts = {"steps": 8, "lr": 0.02, "batch_size": 16, "seed": 3, "strength": 0.0, "optimizer": "adam"}
+    made = []
+    real = crude.bimt_swaps
+    monkeypatch.setattr(crude, "bimt_swaps", lambda *a: made.append(real(*a)) or made[-1])
+    import copy
+
+    swapped, swapped_masks = copy.deepcopy(model), dict(masks)
+    curve = crude.bimt(swapped, data, swap_every=5, masks=swapped_masks, **opts)  # one swap, after step 5
+    (orders,) = made
+    assert any((o != np.arange(10)).any() for o in orders)
+    pre, pre_masks = _permuted(model, orders, masks)
+    pre_curve = crude.bimt(pre, data, swap_every=0, masks=pre_masks, **opts)
+    np.testing.assert_allclose(curve, pre_curve, rtol=1e-12)
+    for a, b in zip(swapped.parameters(), pre.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert all(torch.equal(swapped_masks[k], pre_masks[k]) for k in masks)
+    # and the swap did change the trajectory against a run that never swapped
+    plain = copy.deepcopy(model)
+    crude.bimt(plain, data, swap_every=0, masks=dict(masks), **opts)
+    assert not torch.allclose(plain.layer0.fc.weight, swapped.layer0.fc.weight)
 
 
 @pytest.mark.parametrize("name", NORMALIZERS.names())
@@ -303,7 +468,11 @@ def test_bad_names_options_and_missing_data_are_named():
         normalize("combine_duplicate_neurons", model, {"threshold": -0.1})
     with pytest.raises(NormalizerError, match="needs data.*dataset="):
         normalize("delete_constant_neurons", model)
-    assert check_options("retrain", {"steps": 3})["lr"] == 1e-3
+    assert check_options("retrain", {"steps": 3})["lr"] == 1e-2
+    with pytest.raises(
+        ConfigError, match=r"options.optimizer='rmsprop' is not allowed: expected one of \['adam', 'sgd'\]"
+    ):
+        check_options("retrain", {"optimizer": "rmsprop"})
 
 
 def test_masks_follow_their_units():

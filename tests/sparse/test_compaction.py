@@ -145,3 +145,18 @@ def test_a_cnn_or_an_unknown_format_is_rejected():
         compact(build_model({"name": "cnn"}, (1, 8, 8), 10))
     with pytest.raises(ValueError, match=r"format must be one of \['dense', 'csr'\], got 'coo'"):
         compact(planted_module(False), "coo")
+
+
+def test_a_network_without_an_input_output_path_is_named_as_such():
+    torch.manual_seed(0)
+    model = build_model({"name": "mlp", "hidden": [4, 3]}, (5,), 2).eval()
+    with torch.no_grad():
+        model.layer1.fc.weight.zero_()  # nothing from layer 1 reaches layer 2
+    with pytest.raises(compaction.CompactionError, match=r"^the network has no path from an input to an output \("
+                       r"hidden layer 1 keeps no unit\).*format=\"csr\" stores it$"):  # fmt: skip
+        compact(model, "dense")
+    # in CSR the constant network it computes is kept, exactly
+    result = compact(model, "csr", dtype=torch.float64)
+    x = inputs(50, 5, seed=1)
+    assert result.units_after == 0
+    torch.testing.assert_close(outputs(result.model, x), outputs(model.double(), x), rtol=0, atol=1e-12)

@@ -56,6 +56,7 @@ CONSTRAINTS = {
     "init.name": Options(INITS),
     "init.bias": Options(BIAS_INITS),
     "init.std": Interval(0, None, closed="neither"),
+    "init.bias_constant": Interval(None, None),
     "optimizer.name": Options(OPTIMIZERS),
     "optimizer.lr": Interval(0, None, closed="neither"),
     "batch_size": Interval(1, None, integer=True),
@@ -166,7 +167,9 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
     if width is not None:
         model = {**model, "hidden": [width] * len(hidden)}
     net = build_model(model, data.input_shape, n_out)
-    initialize(net, init["name"], init["bias"], init["std"], seeding.torch_generator(seed, "init"))
+    initialize(
+        net, init["name"], init["bias"], init["std"], seeding.torch_generator(seed, "init"), init["bias_constant"]
+    )
     arch = {"model": dict(model), "input_shape": list(data.input_shape), "num_classes": n_out}
     layers0 = extract_layers(net)
     if any(lay.kind != "fc" for lay in layers0):

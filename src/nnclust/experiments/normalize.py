@@ -21,18 +21,28 @@ from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, normalize
 from nnclust.storage import paths
-from nnclust.storage.lineage import data_source, parent_record, sha256
+from nnclust.storage.lineage import data_source, derived_info, parent_record, sha256
 from nnclust.storage.refs import load_model_ref
 
 if TYPE_CHECKING:
     import torch
 
+    from nnclust.data import Dataset
     from nnclust.nets.checkpoint import Checkpoint
 
 # torch, checkpoints and metrics are imported inside the functions that use them, so
 # that the script's print_config and --help need no torch (benchmarks/startup.py).
 
-__all__ = ["CONSTRAINTS", "SPARSITY_TOL", "check_config", "normalize_job"]
+__all__ = [
+    "CONSTRAINTS",
+    "SPARSITY_TOL",
+    "check_config",
+    "float64_outputs",
+    "load_source",
+    "module_metrics",
+    "normalize_job",
+    "probe_batch",
+]
 
 CONSTRAINTS = {
     "model": Check(
@@ -67,11 +77,60 @@ def _module(ckpt: Checkpoint):
     return net.eval(), tuple(arch["input_shape"]), None
 
 
-def _outputs(model, x) -> torch.Tensor:
+def float64_outputs(model, x) -> torch.Tensor:
+    """The outputs of a copy of `model` in float64 on `x` (eval mode, no gradients)."""
     import torch
 
     with torch.no_grad():
         return copy.deepcopy(model).double().eval()(x.double())
+
+
+def load_source(source: dict | None, input_shape) -> Dataset | None:
+    """The dataset a data source (``{"dataset", "data_root", "split_seed"}``, as run
+    info records it) names, split as recorded; None for None. ConfigError when its
+    inputs do not fit a model reading `input_shape`."""
+    if source is None:
+        return None
+    spec = dict(source["dataset"])
+    data = load_dataset(spec.pop("name"), root=source["data_root"], seed=source["split_seed"], **spec)
+    if tuple(data.input_shape) != tuple(input_shape) and int(np.prod(data.input_shape)) != int(np.prod(input_shape)):
+        raise ConfigError(
+            f"dataset {source['dataset']['name']!r} has inputs of shape {tuple(data.input_shape)}, but the model "
+            f"reads {tuple(input_shape)}; pass the model's own dataset="
+        )
+    return data
+
+
+def probe_batch(data: Dataset | None, input_shape, seed: int, probe_size: int):
+    """(x, y, objective) that derived models are measured on: the test split of `data`,
+    or without data `probe_size` N(0, 1) inputs from the ``probe`` stream of `seed`
+    (y None, so data metrics are None)."""
+    import torch
+
+    if data is not None:
+        return data.x_test, data.y_test, data.objective
+    x = torch.randn(probe_size, *input_shape, generator=seeding.torch_generator(seed, "probe"))
+    return x, None, "cross_entropy"
+
+
+def module_metrics(module, outputs, y, objective: str, tol: float = SPARSITY_TOL, masks=None) -> dict:
+    """`nnclust.normalizers.METRICS` of a live module from its `outputs` on the probe
+    batch (targets `y`): every metric for an MLP or RNN; for a network with conv layers
+    the data metrics (loss, accuracy, mse) and None for the weight metrics, which are
+    defined over fc layers."""
+    from nnclust.nets.layers import extract_layers
+    from nnclust.nets.rnn import is_recurrent
+    from nnclust.normalizers import METRICS, model_metrics
+
+    recurrent = is_recurrent(module)
+    layers = extract_layers(module, masks)
+    if recurrent or all(lay.kind == "fc" for lay in layers):
+        layers = layers if recurrent else mlp_layers(layers)
+        return model_metrics(layers, y=y, objective=objective, tol=tol, outputs=outputs, recurrent=recurrent)
+    data_metrics = ("loss", "accuracy", "mse")
+    return {
+        k: METRICS[k](None, outputs, y, objective, tol, False) if k in data_metrics else None for k in METRICS.names()
+    }
 
 
 def normalize_job(
@@ -95,8 +154,6 @@ def normalize_job(
     ``probe`` stream of `seed`. `max_output_change` is max |f_new(x) - f_parent(x)| over
     the probe batch and outputs, both networks evaluated in float64.
     """
-    import torch
-
     from nnclust.nets.checkpoint import save_checkpoint
     from nnclust.nets.layers import extract_layers
     from nnclust.nets.rnn import is_recurrent
@@ -109,26 +166,12 @@ def normalize_job(
         source = {"dataset": plain(dataset), "data_root": data_root, "split_seed": seeding.int_seed(seed, "data_split")}
     else:
         source = data_source(model)
-    data = None
-    if source is not None:
-        spec = dict(source["dataset"])
-        data = load_dataset(spec.pop("name"), root=source["data_root"], seed=source["split_seed"], **spec)
-        if tuple(data.input_shape) != tuple(input_shape) and int(np.prod(data.input_shape)) != int(
-            np.prod(input_shape)
-        ):
-            raise ConfigError(
-                f"dataset {source['dataset']['name']!r} has inputs of shape {tuple(data.input_shape)}, but the model "
-                f"reads {tuple(input_shape)}; pass the model's own dataset="
-            )
+    data = load_source(source, input_shape)
     result = normalize(
         normalizer, parent, options, data=data, seed=seed, input_shape=input_shape, masks=masks, progress=progress
     )
-    if data is not None:
-        x, y, objective = data.x_test, data.y_test, data.objective
-    else:
-        x = torch.randn(probe_size, *input_shape, generator=seeding.torch_generator(seed, "probe"))
-        y, objective = None, "cross_entropy"
-    before, after = _outputs(parent, x), _outputs(result.model, x)
+    x, y, objective = probe_batch(data, input_shape, seed, probe_size)
+    before, after = float64_outputs(parent, x), float64_outputs(result.model, x)
     change = float((after - before).abs().max().item())
     for step, value in enumerate(result.curve):
         run.log_scalar("normalizer_loss", value, step)
@@ -136,13 +179,16 @@ def normalize_job(
     tmp = scratch("normalize-")
     save_checkpoint(tmp / paths.NORMALIZED_MODEL, result.model, result.architecture, result.masks)
     add_artifact(run, tmp, paths.NORMALIZED_MODEL)
-    parent_ref = parent_record(model, path)
     info = getattr(run, "info", None)
     if info is not None:
-        info["parent"] = parent_ref
-        info["normalizer"] = {"name": normalizer, "options": options}
-        info["checkpoint_sha256"] = sha256(tmp / paths.NORMALIZED_MODEL)
-        info["data"] = source
+        info.update(
+            derived_info(
+                parent_record(model, path),
+                {"name": normalizer, "options": options},
+                sha256(tmp / paths.NORMALIZED_MODEL),
+                source,
+            )
+        )
     recurrent = is_recurrent(parent)
     parent_layers = extract_layers(parent) if recurrent else mlp_layers(parent, normalizer, masks)
     widths = lambda layers: [layers[0].n_out] if recurrent else [lay.n_out for lay in layers[:-1]]  # noqa: E731

@@ -60,18 +60,30 @@ def _sorted_sum(a: np.ndarray, axis: int) -> np.ndarray:
     return np.sort(a, axis=axis).sum(axis=axis)
 
 
-def sort_neurons(layers: Sequence[WeightLayer]) -> list[WeightLayer]:
-    """Each hidden layer ordered by decreasing sum |incoming| + |bias| + sum |outgoing|,
-    the next layer's columns permuted to match, from the input layer on. Exact.
+def sort_scores(layers: Sequence[WeightLayer], include_bias: bool = False) -> list[np.ndarray]:
+    """Per hidden layer, the sort score of each unit, shape (width_g,): sum |incoming| +
+    sum |outgoing| (the document's rule), plus |bias| with `include_bias`."""
+    scores = []
+    for g in range(len(layers) - 1):
+        lay, nxt = layers[g], layers[g + 1]
+        score = _sorted_sum(np.abs(lay.weight), 1) + _sorted_sum(np.abs(nxt.weight), 0)
+        scores.append(score + np.abs(_bias(lay)) if include_bias else score)
+    return scores
 
-    Ties keep their current relative order (a stable sort), so the result is
-    deterministic and sorting again changes nothing; tied units of a permuted copy may
-    end up in another order (see `rescale_relu` for what a normal form still leaves open).
+
+def sort_neurons(layers: Sequence[WeightLayer], include_bias: bool = False) -> list[WeightLayer]:
+    """Each hidden layer ordered by decreasing sum |incoming| + sum |outgoing| (with
+    `include_bias`, + |bias|), the next layer's columns permuted to match, from the
+    input layer on. Exact.
+
+    Ties keep their current relative order (a stable sort: of two units with equal
+    scores the one with the lower index comes first), so the result is deterministic
+    and sorting again changes nothing; tied units of a permuted copy may end up in
+    another order (see `rescale_relu` for what a normal form still leaves open).
     """
     layers = list(layers)
     for g in range(len(layers) - 1):
-        lay, nxt = layers[g], layers[g + 1]
-        score = _sorted_sum(np.abs(lay.weight), 1) + np.abs(_bias(lay)) + _sorted_sum(np.abs(nxt.weight), 0)
+        score = sort_scores(layers[g : g + 2], include_bias)[0]
         _permute_unit(layers, g, np.argsort(-score, kind="stable"))
     return layers
 

@@ -1,10 +1,11 @@
 """The evolution tree: which model was derived from which, rebuilt from stored runs.
 
 Models are identified by the sha256 of their checkpoint, the same bytes in a folder
-store and in MongoDB's GridFS, so the tree does not depend on run ids. A normalize
-run (info ``parent``, ``normalizer``, ``checkpoint_sha256``) is a child of the run whose
-checkpoint has its parent's sha256; a training run, or an external checkpoint file,
-is a root. A parent run that no longer exists becomes a root marked missing.
+store and in MongoDB's GridFS, so the tree does not depend on run ids. A derived
+model's run (normalize, compact or mix; info ``parent``, ``normalizer``,
+``checkpoint_sha256``) is a child of the run whose checkpoint has its parent's sha256
+(a mix under its first parent); a training run, or an external checkpoint file, is a
+root. A parent run that no longer exists becomes a root marked missing.
 """
 
 from __future__ import annotations
@@ -140,6 +141,16 @@ def _pick_parent(candidates: list[Node], run_ref: str | None) -> Node | None:
     return candidates[0]
 
 
+def _parent_info(info: dict) -> dict:
+    """The ``parent`` entry of a derived run's info. Mix runs stored before lineage was
+    copied into plain values hold there a jsonpickle back-reference (``{"py/id": n}``)
+    to the first of their ``parents``, which is then read instead."""
+    parent = info.get("parent") or {}
+    if "sha256" not in parent and info.get("parents"):
+        return dict(info["parents"][0])
+    return parent
+
+
 def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
     """The roots of the evolution forest of `runs` (completed training and normalize
     runs; others are skipped). Children are ordered by run id."""
@@ -171,7 +182,7 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
         by_sha.setdefault(sha, []).append(node)
         derived.append((r, node))
     for r, node in derived:
-        parent_info = r.info.get("parent") or {}
+        parent_info = _parent_info(r.info)
         psha = parent_info.get("sha256", "")
         parent = _pick_parent([n for n in by_sha.get(psha, []) if n is not node], parent_info.get("run"))
         if parent is None:

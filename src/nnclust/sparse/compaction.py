@@ -25,6 +25,10 @@ from nnclust.sparse.csr import SparseMLP, input_shape_of, mlp_layers
 from nnclust.structure.surgery import Removal, compact_layers
 
 
+class CompactionError(ValueError):
+    """The compacted network cannot be built in the format asked for."""
+
+
 def nonzero_parameters(layers: Sequence[WeightLayer]) -> int:
     """Nonzero weights and biases of weight layers (batch norm folded in)."""
     return int(
@@ -92,6 +96,14 @@ def compact(
     removal = compact_layers(layers)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(source)
     masks: dict[str, torch.Tensor] = {}
+    empty = [g + 1 for g, lay in enumerate(removal.layers[:-1]) if lay.n_out == 0]
+    if format == "dense" and empty:
+        # A dense mlp needs at least one unit per hidden layer; a SparseMLP holds
+        # zero-width layers, so the constant network survives in CSR.
+        raise CompactionError(
+            f"the network has no path from an input to an output (hidden layer {empty[0]} keeps no unit), so every "
+            'output is a constant; a dense model cannot hold it, format="csr" stores it'
+        )
     if format == "dense":
         model, arch = mlp_from_layers(removal.layers, shape, dtype=dtype)
         model.to(device)

@@ -3,7 +3,7 @@
 Derived-model runs (normalize, compact, mix) record ``parent`` (the reference, its run,
 and the sha256 of the parent checkpoint), their own ``checkpoint_sha256``, and ``data``
 (the data source of the training run), so that trees and probes are rebuilt from the
-run store alone.
+run store alone. `derived_info` builds these entries as plain JSON values.
 """
 
 from __future__ import annotations
@@ -67,3 +67,21 @@ def parent_run(ref: str) -> str | None:
 def parent_record(ref, path) -> dict:
     """The ``parent`` info of a model derived from `ref` (resolved to checkpoint `path`)."""
     return {"ref": str(ref), "run": parent_run(str(ref)), "sha256": sha256(path)}
+
+
+def derived_info(
+    parent: dict, normalizer: dict, checkpoint_sha256: str, data: dict | None, parents: list[dict] | None = None
+) -> dict:
+    """The lineage entries of a derived model's run info: ``parent``, ``normalizer``
+    (name and options), ``checkpoint_sha256``, ``data`` and, for a model of several
+    parents, ``parents`` (the first of them is ``parent``).
+
+    Every value is a fresh copy made through JSON. Sacred stores the info with
+    jsonpickle, which writes a Python object met a second time as a back-reference
+    (``{"py/id": 2}``) instead of its contents; a run store must hold plain references
+    that any reader (the evolution tree, pandas, MongoDB queries) can follow.
+    """
+    info = {"parent": parent, "normalizer": normalizer, "checkpoint_sha256": checkpoint_sha256, "data": data}
+    if parents is not None:
+        info["parents"] = parents
+    return json.loads(json.dumps(info))
