@@ -310,11 +310,17 @@ def test_log10_of_4096_factorial_is_exact_and_finite():
 
 
 def test_equitable_check_is_exact():
-    # path a - b - c
-    indptr, nbr = symmetry._csr(3, np.array([0, 1]), np.array([1, 2]))
-    assert symmetry._is_equitable(indptr, nbr, np.array([0, 1, 0]))
-    assert not symmetry._is_equitable(indptr, nbr, np.array([0, 0, 0]))  # b has 2 neighbours, a has 1
-    assert symmetry._is_equitable(indptr, nbr, np.array([0, 1, 2]))
+    owner, nbr = np.array([0, 1, 1, 2]), np.array([1, 0, 2, 1])  # path a - b - c, both directions
+    assert symmetry._is_equitable(owner, nbr, np.array([0, 1, 0]))
+    assert not symmetry._is_equitable(owner, nbr, np.array([0, 0, 0]))  # b has 2 neighbours, a has 1
+    assert symmetry._is_equitable(owner, nbr, np.array([0, 1, 2]))
+    # a 6-cycle and two triangles: equitable in one cell, though not isomorphic
+    cycle = [(i, (i + 1) % 6) for i in range(6)]
+    triangles = [(0, 1), (1, 2), (2, 0), (3, 4), (4, 5), (5, 3)]
+    for edges in (cycle, triangles):
+        u, v = np.array(edges).T
+        assert symmetry._is_equitable(np.concatenate([u, v]), np.concatenate([v, u]), np.zeros(6, int))
+        assert (symmetry._refine(np.concatenate([u, v]), np.concatenate([v, u]), np.zeros(6, int)) == 0).all()
 
 
 def test_count_without_dropping_fixed_vertices_is_the_same(monkeypatch):

@@ -96,9 +96,9 @@ def _patterns(blocks: list[np.ndarray], g: int) -> tuple[np.ndarray, np.ndarray]
 def _twins(incoming: np.ndarray, outgoing: np.ndarray, zeroed: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Groups of units with identical incoming and outgoing patterns.
 
-    Returns (representative unit of each group, group sizes, whether the group is a fixed
-    zeroed unit), groups of live units first. With ``zeroed="fixed"`` each zeroed unit is
-    a group of its own, never merged.
+    Returns (representative unit of each group (its first unit), group sizes, whether the
+    group is a fixed zeroed unit), in the order of the representatives. With
+    ``zeroed="fixed"`` each zeroed unit is a group of its own, never merged.
     """
     n = incoming.shape[0]
     alive = incoming.any(1) & outgoing.any(1)
@@ -114,7 +114,9 @@ def _twins(incoming: np.ndarray, outgoing: np.ndarray, zeroed: str) -> tuple[np.
     lone = np.flatnonzero(~pooled)
     reps = np.concatenate([reps, lone]).astype(int)
     sizes = np.concatenate([sizes, np.ones(lone.size, int)]).astype(int)
-    return reps, sizes, np.arange(reps.size) >= reps.size - lone.size
+    fixed = np.arange(reps.size) >= reps.size - lone.size
+    order = np.argsort(reps)  # groups in unit order: a layer without twins keeps its own order
+    return reps[order], sizes[order], fixed[order]
 
 
 def log10_factorial(n) -> np.ndarray:
@@ -188,12 +190,17 @@ def _quotient_graph(blocks: list[np.ndarray], zeroed: str) -> tuple[int, list[np
     src, dst, extra = [], [], []
     n_vertices = int(offsets[-1])
     for g, block in enumerate(blocks):
-        q = block[sel[g + 1]][:, sel[g]]  # (n_out, n_in, k) between kept vertices
-        out_idx, in_idx = np.nonzero(q.any(-1))
+        q = block  # (n_out, n_in, k) between kept vertices, in their order; a copy only if needed
+        if not np.array_equal(sel[g + 1], np.arange(block.shape[0])):
+            q = q[sel[g + 1]]
+        if not np.array_equal(sel[g], np.arange(block.shape[1])):
+            q = q[:, sel[g]]
+        out_idx, in_idx = np.nonzero(q[:, :, 0] if q.shape[2] == 1 else q.any(-1))
         a, b = in_idx + offsets[g], out_idx + offsets[g + 1]
-        labels = q[out_idx, in_idx]
-        _, label_ids = np.unique(labels, axis=0, return_inverse=True)
-        label_ids = label_ids.ravel()
+        label_ids = np.zeros(a.size, np.int64)
+        if q.shape[2] > 1:
+            _, label_ids = np.unique(np.packbits(q[out_idx, in_idx], axis=1), axis=0, return_inverse=True)
+            label_ids = label_ids.ravel()
         if label_ids.size and label_ids.max() > 0:  # patterns differ: one vertex per connection
             mid = n_vertices + np.arange(a.size)
             n_vertices += a.size
@@ -208,48 +215,40 @@ def _quotient_graph(blocks: list[np.ndarray], zeroed: str) -> tuple[int, list[np
     return factor, np.asarray(flat, np.int64), *edges
 
 
-def _csr(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both directions of the undirected edges as (indptr (n+1,), neighbours)."""
-    u, v = np.concatenate([src, dst]), np.concatenate([dst, src])
-    order = np.argsort(u, kind="stable")
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
-    return indptr, v[order]
-
-
-def _refine(indptr: np.ndarray, nbr: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def _refine(owner: np.ndarray, nbr: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Colour refinement: split cells by the multiset of neighbour cells until stable.
 
-    A multiset is summarised by the sum of one random 64-bit value per neighbour cell,
-    mod 2^64: exact and independent of summation order, so the result depends on the
-    graph alone and every automorphism maps each cell to itself. Two different multisets
-    could share a sum (probability ~2^-64 a pair); `_is_equitable` checks the outcome.
+    `owner`, `nbr`: both directions of every edge. A multiset is summarised by two sums
+    of random 26-bit values, one per neighbour cell: integers below 2^53, so float64
+    `bincount` adds them exactly and in any order, the result depends on the graph alone,
+    and every automorphism maps each cell to itself. Two different multisets could share
+    both sums (probability ~2^-52 a pair); that can only merge cells, and
+    `_is_equitable` checks the outcome where it matters.
     """
     rng = np.random.default_rng(0)  # the values only set the odds of a shared sum
+    n = cells.size
     _, cells = np.unique(cells, return_inverse=True)
     cells = cells.ravel()
-    k = int(cells.max()) + 1 if cells.size else 0
+    k = int(cells.max()) + 1 if n else 0
     while True:
-        values = rng.integers(0, 2**64, size=k, dtype=np.uint64, endpoint=False)
-        running = np.zeros(nbr.size + 1, np.uint64)
-        np.cumsum(values[cells[nbr]], out=running[1:])  # wraps mod 2^64, as intended
-        sums = running[indptr[1:]] - running[indptr[:-1]]
-        _, new = np.unique(np.stack([cells.astype(np.uint64), sums], 1), axis=0, return_inverse=True)
+        # a value per vertex first: gathering from n entries is far cheaper than per edge
+        sums = [np.bincount(owner, weights=rng.integers(0, 2**26, size=k).astype(np.float64)[cells][nbr], minlength=n)
+                for _ in range(2)]  # fmt: skip
+        _, new = np.unique(np.stack([cells.astype(np.float64), *sums], 1), axis=0, return_inverse=True)
         new = new.ravel()
-        k_new = int(new.max()) + 1 if new.size else 0
+        k_new = int(new.max()) + 1 if n else 0
         if k_new == k:
             return cells
         cells, k = new, k_new
 
 
-def _is_equitable(indptr: np.ndarray, nbr: np.ndarray, cells: np.ndarray) -> bool:
+def _is_equitable(owner: np.ndarray, nbr: np.ndarray, cells: np.ndarray) -> bool:
     """Whether every vertex of a cell has the same number of neighbours in each cell
     (exact integer comparison of each vertex's row against its cell's first vertex)."""
-    n = indptr.size - 1
+    n = cells.size
     if not n:
         return True
     k = int(cells.max()) + 1
-    owner = np.repeat(np.arange(n), np.diff(indptr))
     keys, counts = np.unique(owner * k + cells[nbr], return_counts=True)  # sorted by vertex, then cell
     vertex, cell = keys // k, keys % k
     start = np.searchsorted(vertex, np.arange(n))
@@ -275,10 +274,13 @@ def _automorphisms(colours: np.ndarray, src: np.ndarray, dst: np.ndarray) -> int
     mantissa and exponent, and on a 4096-unit symmetric group it took 25 s to nauty's 174 s.
     """
     n = colours.size
-    indptr, nbr = _csr(n, src, dst)
-    cells = _refine(indptr, nbr, colours)
-    if _is_equitable(indptr, nbr, cells):
-        keep = np.flatnonzero(np.bincount(cells)[cells] > 1)
+    owner, nbr = np.concatenate([src, dst]), np.concatenate([dst, src])
+    cells = _refine(owner, nbr, colours)
+    sizes = np.bincount(cells)
+    if sizes.size == n:  # every vertex alone in its cell: only the identity (the usual case)
+        return 1
+    if _is_equitable(owner, nbr, cells):
+        keep = np.flatnonzero(sizes[cells] > 1)
     else:  # a shared hash sum: the cells are still invariant, but none may be dropped
         keep = np.arange(n)
     if not keep.size:
