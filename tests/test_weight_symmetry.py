@@ -123,6 +123,12 @@ def test_runs_table_has_one_row_per_model(runs):
     assert row["num_parameters"] == 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
     sym = table[table["driver"] == "shuffled_mask"].iloc[0]
     assert sym["sparsity"] == 0.75 and sym["width"] == 16 and sym["depth"] == 2 and sym["seed"] == 1
+    # the fixed-zeroed group lies in the free one, and the twin product in the exact count
+    assert (table["log10_symmetries"] >= table["log10_symmetries_lower_bound"] - 1e-9).all()
+    assert (table["log10_symmetries_zeroed_free"] >= table["log10_symmetries"] - 1e-9).all()
+    assert table[["effective_log10_symmetries", "effective_log10_symmetries_zeroed_free"]].notna().all().all()
+    # a symmetric mask at 75% leaves 12 of layer 1's 16 units feeding nothing, all alike: free, they swap
+    assert sym["zeroed_units"] >= 12 and sym["log10_symmetries_zeroed_free"] > sym["log10_symmetries"] + 8
 
 
 def test_summary_draws_the_figure(runs, tmp_path):
