@@ -25,7 +25,8 @@ def main(argv=None):
     from nnclust.viz import figures
 
     table = symmetry.digits_sweep(seeds=args.seeds, n_jobs=args.n_jobs, base={"epochs": args.epochs})
-    cols = ["test_accuracy", "permutation_log10", "effective_permutation_log10", "zeroed_units", "unique_units"]
+    cols = ["test_accuracy", "log10_symmetries", "log10_symmetries_lower_bound", "effective_log10_symmetries",
+            "log10_symmetries_zeroed_free", "zeroed_units", "unique_units"]  # fmt: skip
     means = table.groupby(["mask_type", "sparsity"])[cols].agg(["mean", "std"])
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
         print(means)

@@ -64,7 +64,7 @@ def test_every_driver_stores_result_metrics_and_a_masked_checkpoint(runs, driver
         ckpt = load_checkpoint(folder / entry["checkpoint"])
         stats = entry["mask_stats"]
         if driver == "train":
-            assert ckpt.masks == {} and stats["permutation_log10"] == pytest.approx(2 * LOG10_16_FACT)
+            assert ckpt.masks == {} and stats["log10_symmetries"] == pytest.approx(2 * LOG10_16_FACT)
             continue
         assert set(ckpt.masks) == {k for k in ckpt.state_dict if k.endswith("fc.weight")}
         for name, mask in ckpt.masks.items():
@@ -78,7 +78,7 @@ def test_every_driver_stores_result_metrics_and_a_masked_checkpoint(runs, driver
         assert res["mask_stats"]["sparsity"] == pytest.approx(res["sparsity"], abs=0.05)
     if driver == "prune":
         assert res["mask_stats_init"]["sparsity"] == 0 and res["mask_stats"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
-        assert res["mask_stats"]["permutation_log10"] < res["mask_stats_init"]["permutation_log10"]
+        assert res["mask_stats"]["log10_symmetries"] < res["mask_stats_init"]["log10_symmetries"]
     if driver == "fixed_param":
         assert [e["depth"] for e in entries] == [1, 3]
         assert all(abs(e["num_parameters"] - 3000) < 150 for e in entries)
@@ -118,10 +118,17 @@ def test_runs_table_has_one_row_per_model(runs):
     assert len(table) == 4 + 2  # fixed_param gives one row per depth
     assert set(table["driver"]) == set(DRIVERS)
     row = table[table["driver"] == "train"].iloc[0]
-    assert row["mask_type"] == "dense" and row["permutation_log10"] == pytest.approx(2 * LOG10_16_FACT)
+    assert row["mask_type"] == "dense" and row["log10_symmetries"] == pytest.approx(2 * LOG10_16_FACT)
+    assert row["log10_symmetries_lower_bound"] == pytest.approx(2 * LOG10_16_FACT)
     assert row["num_parameters"] == 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
     sym = table[table["driver"] == "shuffled_mask"].iloc[0]
     assert sym["sparsity"] == 0.75 and sym["width"] == 16 and sym["depth"] == 2 and sym["seed"] == 1
+    # the fixed-zeroed group lies in the free one, and the twin product in the exact count
+    assert (table["log10_symmetries"] >= table["log10_symmetries_lower_bound"] - 1e-9).all()
+    assert (table["log10_symmetries_zeroed_free"] >= table["log10_symmetries"] - 1e-9).all()
+    assert table[["effective_log10_symmetries", "effective_log10_symmetries_zeroed_free"]].notna().all().all()
+    # a symmetric mask at 75% leaves 12 of layer 1's 16 units feeding nothing, all alike: free, they swap
+    assert sym["zeroed_units"] >= 12 and sym["log10_symmetries_zeroed_free"] > sym["log10_symmetries"] + 8
 
 
 def test_summary_draws_the_figure(runs, tmp_path):

@@ -279,11 +279,14 @@ def run_driver(run, seed: int, config: Mapping, driver: str | None = None) -> di
     return {"driver": driver, **body(run, seed, data, cfg)}
 
 
-# Columns of `runs_table`, in order; mask statistics come from result.mask_stats.
+# Columns of `runs_table`, in order; mask statistics come from result.mask_stats
+# (`pruning.symmetry.symmetry_stats`): log10_symmetries is the exact count with zeroed
+# units fixed, log10_symmetries_lower_bound the per-layer product of twin swaps.
 TABLE_COLUMNS = [
     "run_id", "driver", "mask_type", "sparsity", "seed", "model", "depth", "width", "num_parameters",
     "num_nonzero_parameters", "test_accuracy", "train_accuracy", "total_units", "zeroed_units", "unique_units",
-    "permutation_log10", "permutation_num_digits", "effective_permutation_log10", "init_permutation_log10",
+    "log10_symmetries", "symmetries_num_digits", "log10_symmetries_zeroed_free", "log10_symmetries_lower_bound",
+    "effective_log10_symmetries", "effective_log10_symmetries_zeroed_free", "init_log10_symmetries",
 ]  # fmt: skip
 
 
@@ -296,15 +299,25 @@ _RESULT_KEYS = (
     "test_accuracy",
     "train_accuracy",
 )
-_STATS_KEYS = ("total_units", "zeroed_units", "unique_units", "permutation_log10", "permutation_num_digits")
+_STATS_KEYS = (
+    "total_units",
+    "zeroed_units",
+    "unique_units",
+    "log10_symmetries",
+    "symmetries_num_digits",
+    "log10_symmetries_zeroed_free",
+    "log10_symmetries_lower_bound",
+)
 
 
 def _table_row(base: dict, result: Mapping) -> dict:
     stats = result.get("mask_stats") or {}
     row = {**base, **{k: result.get(k) for k in _RESULT_KEYS}}
     row.update({k: stats.get(k) for k in _STATS_KEYS})
-    row["effective_permutation_log10"] = (stats.get("effective") or {}).get("permutation_log10")
-    row["init_permutation_log10"] = (result.get("mask_stats_init") or {}).get("permutation_log10")
+    effective = stats.get("effective") or {}
+    row["effective_log10_symmetries"] = effective.get("log10_symmetries")
+    row["effective_log10_symmetries_zeroed_free"] = effective.get("log10_symmetries_zeroed_free")
+    row["init_log10_symmetries"] = (result.get("mask_stats_init") or {}).get("log10_symmetries")
     return row
 
 

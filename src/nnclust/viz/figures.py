@@ -240,12 +240,12 @@ def symmetry_summary(table):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     rows = table[table["driver"] != "fixed_param"]
     for mask_type, group in rows.groupby("mask_type", sort=True):
-        for ax, col in zip(axes, ("test_accuracy", "permutation_log10")):
+        for ax, col in zip(axes, ("test_accuracy", "log10_symmetries")):
             g = group.groupby("sparsity")[col].agg(["mean", "min", "max"]).sort_index()
             err = np.vstack([g["mean"] - g["min"], g["max"] - g["mean"]])
             ax.errorbar(g.index, g["mean"], yerr=err, marker="o", capsize=3, label=mask_type)
     axes[0].set(xlabel="sparsity", ylabel="test accuracy", title="accuracy")
-    axes[1].set(xlabel="sparsity", ylabel="log10 permutation symmetries", title="symmetries left by the mask")
+    axes[1].set(xlabel="sparsity", ylabel="log10 symmetries (exact)", title="symmetries left by the mask")
     axes[1].set_yscale("symlog", linthresh=1.0)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
