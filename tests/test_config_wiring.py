@@ -11,7 +11,9 @@ script checks in its config hook. Every declared key has one entry in `ENTRIES`:
 - `Elsewhere`: another test of the suite changes the key and checks its effect (named,
   and checked to exist).
 
-A declared key without an entry fails `test_every_declared_key_has_an_entry`.
+A declared key without an entry fails `test_every_declared_key_has_an_entry`; a key of a
+script's config that no constraint declares needs one in `UNDECLARED`
+(`test_every_config_key_outside_the_constraints_has_an_entry`).
 
 Runs share one tiny trained network (moons, 2-12-12-2) and are cached per config, so a
 base run serves every entry of its script.
@@ -99,21 +101,6 @@ def resolve(value, world):
     return value
 
 
-def nested(dotted: Mapping) -> dict:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, merged key by key."""
-    out: dict = {}
-    for key, value in dotted.items():
-        node = out
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        if isinstance(value, dict) and isinstance(node.get(last), dict):
-            node[last] = merge(node[last], value)
-        else:
-            node[last] = copy.deepcopy(value)
-    return out
-
-
 def apply(config: Mapping, updates: Mapping) -> dict:
     """`config` with each dotted key of `updates` set (a whole section when the key names one)."""
     out = copy.deepcopy(dict(config))
@@ -123,13 +110,6 @@ def apply(config: Mapping, updates: Mapping) -> dict:
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = copy.deepcopy(value)
-    return out
-
-
-def merge(a: Mapping, b: Mapping) -> dict:
-    out = copy.deepcopy(dict(a))
-    for k, v in b.items():
-        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
     return out
 
 
@@ -228,7 +208,12 @@ def _spy_compact(mp, rec):
         return real(model, x, repeats, warmup)
 
     mp.setattr(nnclust.sparse, "time_inference", time_inference, raising=False)
-    # Every placement goes through .to: the CPU stands in for the device asked for.
+    _spy_placement(mp, rec)
+
+
+def _spy_placement(mp, rec):
+    """Every placement goes through .to: the CPU stands in for the device asked for,
+    and the device names that reached .to are recorded."""
     real_module_to, real_tensor_to = torch.nn.Module.to, torch.Tensor.to
 
     def cpu(args, kw):
@@ -250,6 +235,21 @@ def _spy_compact(mp, rec):
 
     mp.setattr(torch.nn.Module, "to", module_to)
     mp.setattr(torch.Tensor, "to", tensor_to)
+
+
+def _spy_loader(mp, rec):
+    """The data folder each body passes to the dataset registry."""
+    import nnclust.experiments as bodies
+
+    for name in ("train", "imp", "symmetry", "forgetting", "normalize", "compact"):
+        module = importlib.import_module(f"{bodies.__name__}.{name}")
+        real = module.load_dataset
+
+        def load_dataset(*a, _real=real, **kw):
+            rec.add("root", kw.get("root"))
+            return _real(*a, **kw)
+
+        mp.setattr(module, "load_dataset", load_dataset)
 
 
 def _fake_rows(mp, rec):
@@ -312,14 +312,15 @@ def _stub_figures(mp):
 
 
 SPIES = {
-    "train_model": [_spy_training, _linear_schedule],
-    "weight_symmetry": [_spy_training, _linear_schedule],
+    "train_model": [_spy_training, _linear_schedule, _spy_loader],
+    "weight_symmetry": [_spy_training, _linear_schedule, _spy_loader],
     "shuffle_and_cluster": [_spy_shuffle],
     "ablate_clusters": [_spy_ablate],
-    "imp_experiment": [_spy_imp],
-    "normalize_model": [_spy_normalize],
-    "compact_model": [_spy_compact],
+    "imp_experiment": [_spy_imp, _spy_placement, _spy_loader],
+    "normalize_model": [_spy_normalize, _spy_loader],
+    "compact_model": [_spy_compact, _spy_loader],
     "clustering_factors": [_fake_rows],
+    "forgetting": [_spy_training, _spy_loader],
 }
 
 
@@ -334,6 +335,7 @@ class Outcome:
     artifacts: dict  # name -> sha256
     records: Records
     error: Exception | None = None
+    folder: str | None = None
 
 
 def _digest(path: Path) -> str:
@@ -385,14 +387,19 @@ class Runner:
         out = folder / str(run._id)
         read = lambda name: json.loads((out / name).read_text()) if (out / name).is_file() else {}  # noqa: E731
         arts = {p.name: _digest(p) for p in out.iterdir() if p.name not in _RUN_FILES}
-        return Outcome(read("run.json")["result"], read("config.json"), read("info.json"), arts, rec)
+        return Outcome(read("run.json")["result"], read("config.json"), read("info.json"), arts, rec, None, str(out))
+
+    def folder_of(self, script: str, config: Mapping) -> str:
+        outcome = self(script, config)
+        assert outcome.error is None, f"a shared {script} run failed: {outcome.error!r}"
+        return outcome.folder
 
 
 _RUN_FILES = {"run.json", "config.json", "info.json", "metrics.json", "cout.txt"}
 
 
 def _base(script: str, world) -> dict:
-    return resolve(nested(BASE[script]), world)
+    return resolve(copy.deepcopy(BASE[script]), world)
 
 
 @pytest.fixture(scope="module")
@@ -400,30 +407,21 @@ def runner(tmp_path_factory):
     root = tmp_path_factory.mktemp("wiring")
     r = Runner(root)
     w = r.world
-    trained = Path(r._folder_of("train_model", BASE["train_model"]))
+    trained = Path(r.folder_of("train_model", _base("train_model", w)))
     w["trained"] = str(trained)
     w["pruned_file"] = str(trained / paths.PRUNED_MODEL)
     w["unpruned_file"] = str(trained / paths.UNPRUNED_MODEL)
     w["loose_file"] = str(shutil.copy(trained / paths.PRUNED_MODEL, root / "loose.pt"))
     bn = {**BASE["train_model"], "model": {"name": "mlp", "hidden": [12, 12], "batch_norm": True}}
-    w["trained_bn"] = r._folder_of("train_model", bn)
-    w["trained_cnn"] = r._folder_of("train_model", CNN_TRAIN)
-    w["clustered"] = r._folder_of("spectral_cluster_model", _base("spectral_cluster_model", w))
-    w["clustered4"] = r._folder_of("spectral_cluster_model", {**_base("spectral_cluster_model", w), "num_clusters": 4})
-    w["imp"] = r._folder_of("imp_experiment", BASE["imp_experiment"])
+    w["trained_bn"] = r.folder_of("train_model", bn)
+    w["trained_cnn"] = r.folder_of("train_model", CNN_TRAIN)
+    w["clustered"] = r.folder_of("spectral_cluster_model", _base("spectral_cluster_model", w))
+    w["clustered4"] = r.folder_of("spectral_cluster_model", {**_base("spectral_cluster_model", w), "num_clusters": 4})
+    w["imp"] = r.folder_of("imp_experiment", _base("imp_experiment", w))
     w["imp_level0"] = str(Path(w["imp"]) / paths.imp_level_model(0))
     w["factor_root"] = str(root / "factor_cells")
     w["factor_root2"] = str(root / "factor_cells2")
     return r
-
-
-def _folder_of(self, script, config):
-    self(script, nested(config))
-    folder = self.root / script
-    return str(max((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)))
-
-
-Runner._folder_of = _folder_of
 
 
 # ---------------------------------------------------------------- tiny configs
@@ -506,6 +504,10 @@ def _train(name):
 
 def _map(name):
     return lambda rec: [c[name] for c in rec.get("map", [])]
+
+
+def _loader_root(rec):
+    return rec.get("root", [])
 
 
 def _info_data(info, value):
@@ -701,6 +703,40 @@ ENTRIES = {
 }
 
 
+# ---------------------------------------------------------------- keys outside the constraints
+
+# Config keys a script reads that no constraint declares (a data folder, a normalizer's
+# options, a command's input, options passed on to a registry): each has an entry as well.
+UNDECLARED = {
+    "train_model": {"data_root": Execution("elsewhere/datasets", _loader_root)},
+    "imp_experiment": {
+        "data_root": Execution("elsewhere/datasets", _loader_root),
+        "device": Execution("cuda", lambda rec: sorted(set(rec.get("to", [])))),
+    },
+    "weight_symmetry": {
+        "data_root": Execution("elsewhere/datasets", _loader_root),
+        "source": Elsewhere(
+            "tests/test_config_wiring.py::test_the_summary_command_reads_source",
+            "only the summary command reads it, which a run does not",
+        ),
+    },
+    "forgetting": {
+        "data_root": Execution("elsewhere/datasets", _loader_root),
+        "dataset": Result({"name": "digits", "test_fraction": 0.3}),
+        "model": Result({"name": "mlp", "hidden": [10]}),
+        "progress": Execution(True, _train("progress")),
+    },
+    "normalize_model": {
+        "data_root": Execution("elsewhere/datasets", _loader_root, base={"dataset": MOONS}),
+        "options": Result({"threshold": 0.5}, base={"normalizer": "delete_dead_neurons"}),
+    },
+    "compact_model": {
+        "data_root": Execution("elsewhere/datasets", _loader_root, base={"dataset": MOONS}, ignore=COMPACT_TIMING)
+    },
+    "clustering_factors": {"train_updates": Result({"epochs": 2})},
+}
+
+
 # ---------------------------------------------------------------- coverage
 
 
@@ -722,37 +758,74 @@ def _scripts() -> dict[str, dict]:
 
 
 DECLARED = _scripts()
-ALL_KEYS = [(s, k) for s in sorted(DECLARED) for k in DECLARED[s]]
+
+
+def _config_keys(script: str) -> set[str]:
+    """Top-level keys of a script's config scopes, the seed aside."""
+    keys = set()
+    for scope in importlib.import_module(script).ex.configurations:
+        keys |= set(scope())
+    return keys - {"seed"}
+
+
+def _undeclared(script: str) -> set[str]:
+    return _config_keys(script) - {k.split(".")[0] for k in DECLARED[script]}
+
+
+ALL_KEYS = [(s, k) for s in sorted(DECLARED) for k in [*DECLARED[s], *sorted(_undeclared(s))]]
+
+
+def _entry(script, key):
+    return {**ENTRIES.get(script, {}), **UNDECLARED.get(script, {})}.get(key)
 
 
 def test_every_declared_key_has_an_entry():
-    missing = [f"{s}: {k}" for s, k in ALL_KEYS if k not in ENTRIES.get(s, {})]
+    missing = [f"{s}: {k}" for s in sorted(DECLARED) for k in DECLARED[s] if k not in ENTRIES.get(s, {})]
     stale = [f"{s}: {k}" for s in ENTRIES for k in ENTRIES[s] if k not in DECLARED.get(s, {})]
     assert not missing, "config keys without a wiring check (add them to ENTRIES):\n" + "\n".join(missing)
     assert not stale, "entries for keys no script declares:\n" + "\n".join(stale)
     assert len(DECLARED) == 13
 
 
+def test_every_config_key_outside_the_constraints_has_an_entry():
+    missing = [f"{s}: {k}" for s in sorted(DECLARED) for k in sorted(_undeclared(s)) if k not in UNDECLARED.get(s, {})]
+    stale = [f"{s}: {k}" for s in UNDECLARED for k in UNDECLARED[s] if k not in _undeclared(s)]
+    assert not missing, "config keys without a constraint or a wiring check (add them to UNDECLARED):\n" + "\n".join(
+        missing
+    )
+    assert not stale, "UNDECLARED entries for keys that are declared or gone:\n" + "\n".join(stale)
+
+
 def test_tests_named_elsewhere_exist():
     for s, k in ALL_KEYS:
-        entry = ENTRIES[s][k]
+        entry = _entry(s, k)
         if isinstance(entry, Elsewhere):
             file, name = entry.test.split("::")
             tree = ast.parse((ROOT / file).read_text())
             assert name in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, entry.test
 
 
-def _kind(entry) -> str:
-    return type(entry).__name__
+def test_the_summary_command_reads_source(monkeypatch, tmp_path):
+    import pandas as pd
+
+    import weight_symmetry
+    from nnclust.experiments import symmetry
+
+    seen = []
+    monkeypatch.setattr(symmetry, "summary", lambda source, out: (seen.append(source), (pd.DataFrame(), "figure"))[1])
+    weight_symmetry.ex.observers[:] = []
+    weight_symmetry.ex.run("summary", config_updates={"source": str(tmp_path)})
+    assert seen == [str(tmp_path)]
 
 
 @pytest.mark.parametrize(
     ("script", "key"),
-    [(s, k) for s, k in ALL_KEYS if not isinstance(ENTRIES.get(s, {}).get(k), Elsewhere)],
-    ids=[f"{s}:{k}" for s, k in ALL_KEYS if not isinstance(ENTRIES.get(s, {}).get(k), Elsewhere)],
+    [(s, k) for s, k in ALL_KEYS if not isinstance(_entry(s, k), Elsewhere)],
+    ids=[f"{s}:{k}" for s, k in ALL_KEYS if not isinstance(_entry(s, k), Elsewhere)],
 )
 def test_key_reaches_the_run(runner, script, key):
-    entry = ENTRIES[script][key]
+    entry = _entry(script, key)
+    assert entry is not None, f"{script}: {key} has no entry"
     world = runner.world
     base = apply(_base(script, world), resolve(dict(entry.base), world))
     value = resolve(entry.value, world)
