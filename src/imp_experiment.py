@@ -15,7 +15,10 @@ ex = make_experiment("imp_experiment", body.CONSTRAINTS, body.RELATIONS, body.SE
 
 @ex.config
 def config():
-    dataset = {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 1000, "noise": 0.1}
+    # concat's own defaults are two moons tasks of 1000 samples, noise 0.1. Options stay out of
+    # the default: Sacred merges a changed dataset into it, so any option here would be
+    # forced on every other dataset= (and refused by it).
+    dataset = {"name": "concat"}
     data_root = "datasets"  # image tasks of concat are read from <data_root>/<name>/
     model = {"name": "mlp", "hidden": [40, 40]}  # hidden layers of one width (widened by imp.extend)
     # init.name: default | normal | kaiming_uniform | xavier; bias: same | zero | constant (bias_constant); std

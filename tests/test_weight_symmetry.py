@@ -131,10 +131,28 @@ def test_runs_table_has_one_row_per_model(runs):
     assert sym["zeroed_units"] >= 12 and sym["log10_symmetries_zeroed_free"] > sym["log10_symmetries"] + 8
 
 
-def test_summary_draws_the_figure(runs, tmp_path):
+def test_summary_draws_the_figure(runs, tmp_path, monkeypatch):
+    import numpy as np
+
+    from nnclust.viz import figures
+
+    drawn = []
+    real_save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: (drawn.append(fig), real_save(fig, path)))
     folder, _ = runs
     table, figure = summary(str(folder), str(tmp_path))
-    assert len(table) == 6 and (tmp_path / paths.SYMMETRY_SUMMARY).stat().st_size > 0
+    assert len(table) == 6 and figure == str(tmp_path / paths.SYMMETRY_SUMMARY)
+    assert (tmp_path / paths.SYMMETRY_SUMMARY).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # each panel has one line per mask type, through that type's rows (fixed_param left out)
+    (fig,) = drawn
+    rows = table[table["driver"] != "fixed_param"]
+    for ax, col in zip(fig.axes, ("test_accuracy", "permutation_log10")):
+        lines = {bars.get_label(): bars.lines[0] for bars in ax.containers}  # errorbar: (data line, caps, bars)
+        assert set(lines) == set(rows["mask_type"])
+        for mask_type, line in lines.items():
+            group = rows[rows["mask_type"] == mask_type].groupby("sparsity")[col].mean().sort_index()
+            np.testing.assert_array_equal(line.get_xdata(), group.index.to_numpy())
+            np.testing.assert_array_equal(line.get_ydata(), group.to_numpy())
     with pytest.raises(ValueError, match="no completed weight_symmetry runs"):
         summary(str(tmp_path), str(tmp_path))
 

@@ -191,10 +191,46 @@ def _sent_once_per_worker(results, n_items):
     assert max(len(c) for c in uses.values()) > 1
 
 
+def _count_uses_slowly(x, shared):
+    """`_count_uses`, busy long enough that an idle worker takes the next task."""
+    import time
+
+    time.sleep(0.05)
+    return _count_uses(x, shared)
+
+
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_shared_data_goes_to_each_local_worker_once(by_value, n_jobs):
-    results = map_tasks(_count_uses, range(8), n_jobs=n_jobs, progress=False, shared={"seen": [], "scale": 3})
+    fn = _count_uses if n_jobs == 1 else _count_uses_slowly
+    results = map_tasks(fn, range(8), n_jobs=n_jobs, progress=False, shared={"seen": [], "scale": 3})
     _sent_once_per_worker(results, 8)
+    pids = {pid for pid, _, _ in results}
+    # one worker is this process; two are two worker processes, both used
+    assert pids == {os.getpid()} if n_jobs == 1 else (len(pids) == 2 and os.getpid() not in pids)
+
+
+def _with_pid(fn, *args):
+    return os.getpid(), fn(*args)
+
+
+def test_a_study_on_two_workers_runs_its_shuffles_in_two_processes(by_value, monkeypatch):
+    from functools import partial
+
+    import nnclust.clustering.study as study
+
+    pids = []
+    real = study.map_tasks
+
+    def map_tasks_with_pids(fn, items, *args, **kw):
+        out = real(partial(_with_pid, fn), items, *args, **kw)
+        pids.extend(p for p, _ in out)
+        return [r for _, r in out]
+
+    serial = shuffle_significance(small_layers(2), 4, 24, "nonzero", seed=5, n_init=30, progress=False)
+    monkeypatch.setattr(study, "map_tasks", map_tasks_with_pids)
+    parallel = shuffle_significance(small_layers(2), 4, 24, "nonzero", seed=5, n_init=30, progress=False, n_jobs=2)
+    assert parallel == serial
+    assert len(set(pids)) == 2 and os.getpid() not in pids
 
 
 def _times_factor(x, shared):

@@ -72,6 +72,8 @@ def test_chain_records_lineage_and_exact_steps_keep_outputs(chain):
     for res in results[:3]:  # rescale, sort, delete truly dead units: exact up to float32 storage
         assert res["relative_output_change"] < 1e-5
         assert res["metrics"]["accuracy"] == res["parent_metrics"]["accuracy"]
+    # sorting permutes the stored float32 values themselves: only float64 summation order changes
+    assert CHAIN[1][1] == "sort_neurons" and results[1]["relative_output_change"] < 1e-12
     # 60% pruning leaves units without inputs or outputs; removing them is exact
     assert sum(results[2]["hidden_widths"]) < sum(results[2]["parent_hidden_widths"]) == 32
     assert results[2]["metrics"]["num_parameters"] < results[2]["parent_metrics"]["num_parameters"]
@@ -226,3 +228,27 @@ def test_identical_checkpoints_attach_children_to_the_named_parent_run():
         "normalize_model 3": "normalize_model 1",
         "normalize_model 4": "normalize_model 2",
     }
+
+
+def _derived(run_id, sha, parent_sha, ref, run=None, experiment="normalize_model"):
+    info = {"checkpoint_sha256": sha, "normalizer": {"name": "sort_neurons", "options": {}},
+            "parent": {"ref": ref, "run": run, "sha256": parent_sha}}  # fmt: skip
+    return tree.StoredRun(experiment, run_id, "COMPLETED", info, {"metrics": {}, "max_output_change": 0.0})
+
+
+def test_a_model_with_its_parent_files_bytes_is_its_child_not_its_own_parent():
+    """sort_neurons of an already sorted checkpoint file writes the same bytes: the
+    derived model hangs under the file, never under itself."""
+    (root,) = tree.build_forest([_derived(1, "s" * 64, "s" * 64, "model.pt")])
+    assert root.kind == "file" and root.label == "file model.pt"
+    assert [c.label for c in root.children] == ["normalize_model 1"] and root.children[0].children == []
+
+
+def test_children_are_ordered_by_run_id_whatever_order_the_store_lists_them():
+    train = tree.StoredRun("train_model", 1, "COMPLETED", {}, {}, {paths.PRUNED_MODEL: "t" * 64})
+    runs = [train, *(_derived(i, f"{i}" * 64, "t" * 64, "store/training_runs/1", "store/training_runs/1")
+                     for i in (5, 2, 9, 3))]  # fmt: skip
+    (root,) = tree.build_forest(runs)
+    assert [c.run_id for c in root.children] == [2, 3, 5, 9]
+    (again,) = tree.build_forest(reversed(runs))
+    assert [c.run_id for c in again.children] == [2, 3, 5, 9]

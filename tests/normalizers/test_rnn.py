@@ -61,12 +61,44 @@ def test_deleting_truly_dead_rnn_units_is_exact_and_removes_exactly_them():
     with torch.no_grad():
         change = (model(x) - approx(x)).abs().max().item()
     assert 0 < change < 0.05
+    # unit 5's readout at its constant ReLU(b) went into the readout bias
+    w_out, b_out = model.readout.fc.weight.detach().double(), model.readout.fc.bias.detach().double()
+    folded = b_out + w_out[:, 5] * torch.relu(model.input.fc.bias[5].detach().double())
+    torch.testing.assert_close(approx.readout.fc.bias.detach().double(), folded, rtol=0, atol=1e-7)
     with pytest.raises(NormalizerError, match="would delete all 7 hidden units"):
         delete_dead_units(model, threshold=1e6)
     via_registry = normalize("delete_dead_neurons", model, input_shape=(6, 2))
     assert via_registry.architecture["model"] == {"name": "relu_rnn", "hidden": [5]}
     with pytest.raises(NormalizerError, match="keep_shape=True is not offered for RNNs"):
         normalize("delete_dead_neurons", model, {"keep_shape": True})
+
+
+def test_deleting_a_constant_unit_above_threshold_folds_it_into_the_readout_bias_exactly():
+    """A unit with no input and no recurrent weights in or out holds ReLU(b) at every
+    step; its readout is a constant, so deleting it at a threshold above its readout
+    norm keeps the outputs, up to float32 rounding, once that constant is in the bias."""
+    model = rnn_with_dead_units()
+    with torch.no_grad():
+        for u, bias in ((2, 0.7), (6, -0.4)):  # the second is off: ReLU(b) = 0
+            model.input.fc.weight[u] = 0
+            model.recurrent.fc.weight[u] = 0
+            model.recurrent.fc.weight[:, u] = 0
+            model.input.fc.bias[u] = bias
+            model.readout.fc.weight[:, u] = torch.tensor([0.02, -0.03, 0.01])
+        model.readout.fc.weight[:, 5] = 0.5  # unit 5 stays: its readout is above the threshold
+    threshold = 0.05  # above units 2 and 6's readout norm (0.037), below every other live unit's
+    norms = unit_norms(model)
+    assert ((norms <= threshold).all(axis=1)).tolist() == [False, True, True, False, True, False, True]
+    new = delete_dead_units(model, threshold=threshold)
+    assert new.recurrent.fc.weight.shape == (3, 3)
+    x = torch.randn(40, 6, 2, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before, after = model(x), new(x)
+        torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+        moved = (model.readout.fc.weight[:, 2] * 0.7).abs().max().item()
+    assert moved > 1e-2  # without the fold the outputs would be off by this much
+    expected = model.readout.fc.bias.detach() + model.readout.fc.weight.detach()[:, 2] * 0.7
+    torch.testing.assert_close(new.readout.fc.bias.detach(), expected, rtol=0, atol=1e-7)
 
 
 def test_rnn_trains_on_bit_counts_and_is_normalized_by_script(tmp_path):

@@ -101,3 +101,59 @@ def test_gaussian_unit_choice_is_seeded_and_leans_to_the_important_units():
     assert choose_units(importance, 3, "max").tolist() == [197, 198, 199]
     with pytest.raises(VulcanizerError, match="unknown unit rule"):
         choose_units(importance, 3, "median")
+
+
+def _vulcanize_spied(monkeypatch, train_mean_units):
+    """vulcanize on a small moons MLP, with the trained wrapped sub-model and its test
+    inputs caught on their way into training."""
+    import torch
+
+    import nnclust.experiments.vulcanize as body
+    from nnclust.data import load_dataset
+    from nnclust.nets.registry import build_model
+
+    seen = {}
+    real_train = body.train
+
+    def train(model, data, **kw):
+        seen["wrapped"], seen["sub_data"] = model, data
+        seen["initial"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return real_train(model, data, **kw)
+
+    monkeypatch.setattr(body, "train", train)
+    data = load_dataset("moons", seed=0, n_samples=300, noise=0.2)
+    torch.manual_seed(0)
+    model = build_model({"name": "mlp", "hidden": [12, 12]}, data.input_shape, data.num_classes)
+    out = body.vulcanize(model, data, k=3, m=1, epochs=3, optimizer={"name": "adam", "lr": 0.05},
+                         train_mean_units=train_mean_units)  # fmt: skip
+    return model, data, out, seen
+
+
+def test_with_frozen_mean_units_the_merge_at_m_1_is_the_trained_sub_model(monkeypatch):
+    import torch
+
+    _, data, out, seen = _vulcanize_spied(monkeypatch, train_mean_units=False)
+    with torch.no_grad():
+        sub = seen["wrapped"](seen["sub_data"].x_test).double()
+        merged = out["model"](data.x_test).double()
+    # both in float32: equal to its rounding, far below what training moved
+    trained = {k: v for k, v in seen["wrapped"].state_dict().items()}
+    moved = max((trained[k] - seen["initial"][k]).abs().max().item() for k in trained)
+    assert moved > 1e-2
+    torch.testing.assert_close(merged, sub, rtol=0, atol=1e-5 * sub.abs().max().item())
+    # the mean unit's incoming row, bias and outgoing column did not move
+    last_in, last_out = "sub.layer0.fc.weight", "sub.layer1.fc.weight"  # m = 1: hidden, output
+    assert torch.equal(trained[last_in][-1], seen["initial"][last_in][-1])
+    assert torch.equal(trained[last_out][:, -1], seen["initial"][last_out][:, -1])
+
+
+def test_training_the_mean_units_moves_them_and_the_merged_model(monkeypatch):
+    import torch
+
+    _, data, frozen, _ = _vulcanize_spied(monkeypatch, train_mean_units=False)
+    _, _, free, seen = _vulcanize_spied(monkeypatch, train_mean_units=True)
+    trained = seen["wrapped"].state_dict()
+    assert not torch.equal(trained["sub.layer0.fc.weight"][-1], seen["initial"]["sub.layer0.fc.weight"][-1])
+    assert not torch.equal(trained["sub.layer1.fc.weight"][:, -1], seen["initial"]["sub.layer1.fc.weight"][:, -1])
+    with torch.no_grad():
+        assert not torch.equal(frozen["model"](data.x_test), free["model"](data.x_test))
