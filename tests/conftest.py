@@ -18,13 +18,15 @@ class RecordingRun:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.scalars: dict[str, list[tuple[int, float]]] = {}
         self.artifacts: dict[str, Path] = {}
+        self.content_types: dict[str, str | None] = {}
 
     def log_scalar(self, name, value, step=None):
         self.scalars.setdefault(name, []).append((step, value))
 
-    def add_artifact(self, filename, name=None):
+    def add_artifact(self, filename, name=None, metadata=None, content_type=None):  # Sacred's Run signature
         name = name or Path(filename).name
         self.artifacts[name] = Path(shutil.copy(filename, self.folder / name))
+        self.content_types[name] = content_type
 
 
 TRAIN_DEFAULTS = dict(

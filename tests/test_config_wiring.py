@@ -211,6 +211,15 @@ def _spy_compact(mp, rec):
     _spy_placement(mp, rec)
 
 
+def _any_device(mp):
+    """The config check accepts a CUDA name here, where no GPU is: the placement and
+    training spies put the work on the CPU and record the name that reached them."""
+    from nnclust.core.constraints import Device
+
+    real = Device.problem
+    mp.setattr(Device, "problem", lambda self, v: None if str(v).startswith("cuda") else real(self, v))
+
+
 def _spy_placement(mp, rec):
     """Every placement goes through .to: the CPU stands in for the device asked for,
     and the device names that reached .to are recorded."""
@@ -375,6 +384,7 @@ class Runner:
         threads = torch.get_num_threads()
         with pytest.MonkeyPatch.context() as mp:
             _stub_figures(mp)
+            _any_device(mp)
             torch.set_num_threads(1)  # tiny nets: one thread is fastest on a shared machine
             for spy in SPIES.get(script, []):
                 spy(mp, rec)
@@ -608,6 +618,7 @@ ENTRIES = {
         "root": Result(W("factor_root2")),
         "progress": Execution(True, lambda rec: [e["progress"] for e in rec["exec"]]),
         "plot": Result(True),
+        "train_updates": Result({"epochs": 2}),
     },
     "imp_experiment": {
         "dataset.name": Result("moons", also={"dataset": MOONS}),
@@ -633,6 +644,9 @@ ENTRIES = {
         "task_outputs": Result([[1], [0]]),
         "progress": Execution(True, lambda rec: ["IMP levels" in rec.get("bar", [])]),
         "num_threads": Execution(2, lambda rec: rec.get("threads", [])[:1]),
+        "device": Execution("cuda", lambda rec: sorted(set(rec.get("to", [])))),
+        "init.bias_constant": Result(0.5, base={"init.bias": "constant"}),
+        "imp.split_distance_threshold": Result(2.0),  # above the dense net's sqrt(2): level 0 counts
     },
     "connectivity": {
         "model": Result(W("imp_level0")),
@@ -688,6 +702,8 @@ ENTRIES = {
         "fraction": Result(0.6, base={"epochs_b": 3}),
         "variants": Result(["finetune"]),
         "optimizer.name": Result("sgd"),
+        "dataset.name": Result("moons", also={"dataset": MOONS, "classes_a": [0], "classes_b": [1]}),
+        "model.name": Result("cnn", also={"model": {"name": "cnn"}}),
     },
     "compact_model": {
         "model": Result(W("trained_bn")),
@@ -709,10 +725,7 @@ ENTRIES = {
 # options, a command's input, options passed on to a registry): each has an entry as well.
 UNDECLARED = {
     "train_model": {"data_root": Execution("elsewhere/datasets", _loader_root)},
-    "imp_experiment": {
-        "data_root": Execution("elsewhere/datasets", _loader_root),
-        "device": Execution("cuda", lambda rec: sorted(set(rec.get("to", [])))),
-    },
+    "imp_experiment": {"data_root": Execution("elsewhere/datasets", _loader_root)},
     "weight_symmetry": {
         "data_root": Execution("elsewhere/datasets", _loader_root),
         "source": Elsewhere(
@@ -722,8 +735,6 @@ UNDECLARED = {
     },
     "forgetting": {
         "data_root": Execution("elsewhere/datasets", _loader_root),
-        "dataset": Result({"name": "digits", "test_fraction": 0.3}),
-        "model": Result({"name": "mlp", "hidden": [10]}),
         "progress": Execution(True, _train("progress")),
     },
     "normalize_model": {
@@ -733,7 +744,6 @@ UNDECLARED = {
     "compact_model": {
         "data_root": Execution("elsewhere/datasets", _loader_root, base={"dataset": MOONS}, ignore=COMPACT_TIMING)
     },
-    "clustering_factors": {"train_updates": Result({"epochs": 2})},
 }
 
 
