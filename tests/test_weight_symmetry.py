@@ -143,14 +143,20 @@ def test_summary_draws_the_figure(runs, tmp_path, monkeypatch):
     table, figure = summary(str(folder), str(tmp_path))
     assert len(table) == 6 and figure == str(tmp_path / paths.SYMMETRY_SUMMARY)
     assert (tmp_path / paths.SYMMETRY_SUMMARY).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # each panel has one line per mask type, through that type's rows (fixed_param left out)
+    # each panel has one line per mask type, and per mask type and depth for fixed_param
+    # runs, through that series' rows; the symmetries on a plain axis of log10 values
     (fig,) = drawn
-    rows = table[table["driver"] != "fixed_param"]
-    for ax, col in zip(fig.axes, ("test_accuracy", "permutation_log10")):
+    plain = table[table["driver"] != "fixed_param"]
+    fixed = table[table["driver"] == "fixed_param"]
+    expected = {m: plain[plain["mask_type"] == m] for m in set(plain["mask_type"])}
+    expected.update({f"{m}, fixed_param depth {int(d)}": g for (m, d), g in fixed.groupby(["mask_type", "depth"])})
+    assert len(fixed) and any("fixed_param" in k for k in expected)
+    assert fig.axes[1].get_yscale() == "linear"
+    for ax, col in zip(fig.axes, ("test_accuracy", "log10_symmetries")):
         lines = {bars.get_label(): bars.lines[0] for bars in ax.containers}  # errorbar: (data line, caps, bars)
-        assert set(lines) == set(rows["mask_type"])
-        for mask_type, line in lines.items():
-            group = rows[rows["mask_type"] == mask_type].groupby("sparsity")[col].mean().sort_index()
+        assert set(lines) == set(expected)
+        for label, line in lines.items():
+            group = expected[label].groupby("sparsity")[col].mean().sort_index()
             np.testing.assert_array_equal(line.get_xdata(), group.index.to_numpy())
             np.testing.assert_array_equal(line.get_ydata(), group.to_numpy())
     with pytest.raises(ValueError, match="no completed weight_symmetry runs"):

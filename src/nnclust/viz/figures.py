@@ -234,20 +234,35 @@ def shuffle_histogram(stats: dict, method: str):
     return fig
 
 
+def symmetry_series(table):
+    """The series of the symmetry summary: (label, rows) per mask type, and per mask type
+    and depth for fixed_param runs (their nets differ in depth at one parameter budget)."""
+    out = []
+    plain = table[table["driver"] != "fixed_param"]
+    for mask_type, group in plain.groupby("mask_type", sort=True):
+        out.append((str(mask_type), group))
+    fixed = table[table["driver"] == "fixed_param"]
+    if len(fixed):
+        for (mask_type, depth), group in fixed.groupby(["mask_type", "depth"], sort=True):
+            out.append((f"{mask_type}, fixed_param depth {int(depth)}", group))
+    return out
+
+
 def symmetry_summary(table):
-    """Test accuracy and log10 of the mask's symmetries against sparsity, one line per
-    mask type (means over seeds, bars from min to max), from a weight-symmetry runs table."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    rows = table[table["driver"] != "fixed_param"]
-    for mask_type, group in rows.groupby("mask_type", sort=True):
+    """Test accuracy and log10 of the number of the mask's symmetries (exact; a plain
+    axis of log10 values) against sparsity, one line per series (`symmetry_series`:
+    means over seeds, bars from min to max), from a weight-symmetry runs table."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for label, group in symmetry_series(table):
+        dashed = "fixed_param" in label
         for ax, col in zip(axes, ("test_accuracy", "log10_symmetries")):
             g = group.groupby("sparsity")[col].agg(["mean", "min", "max"]).sort_index()
             err = np.vstack([g["mean"] - g["min"], g["max"] - g["mean"]])
-            ax.errorbar(g.index, g["mean"], yerr=err, marker="o", capsize=3, label=mask_type)
+            ax.errorbar(g.index, g["mean"], yerr=err, marker="s" if dashed else "o", ls="--" if dashed else "-",
+                        capsize=3, label=label)  # fmt: skip
     axes[0].set(xlabel="sparsity", ylabel="test accuracy", title="accuracy")
-    axes[1].set(xlabel="sparsity", ylabel="log10 symmetries (exact)", title="symmetries left by the mask")
-    axes[1].set_yscale("symlog", linthresh=1.0)
-    axes[0].legend(fontsize=8)
+    axes[1].set(xlabel="sparsity", ylabel="log10 (number of symmetries), exact", title="symmetries left by the mask")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
