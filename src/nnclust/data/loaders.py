@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nnclust.core import seeding
-from nnclust.data import load_dataset, readers, synthetic
+from nnclust.data import downloads, load_dataset, readers, synthetic
 
 __all__ = ["Dataset", "resize_images", "stratified_split"]
 
@@ -86,6 +86,13 @@ def _check_fraction(test_fraction) -> float:
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     return float(test_fraction)
+
+
+def _check_flag(option: str, value) -> bool:
+    # A switch must be a real boolean: "no" or 0 would silently read as on or off.
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{option} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _check_image_size(image_size) -> int | None:
@@ -183,8 +190,11 @@ def _load_digits(name: str, folder: Path, seed: int, *, test_fraction: float, im
     )
 
 
-def _load_mnist_style(name: str, folder: Path, seed: int) -> Dataset:
-    """An MNIST-format dataset from its four IDX files: (1, 28, 28) images, 10 classes."""
+def _load_mnist_style(name: str, folder: Path, seed: int, *, download: bool) -> Dataset:
+    """An MNIST-format dataset from its four IDX files: (1, 28, 28) images, 10 classes.
+
+    With `download`, missing files are first fetched and verified (`downloads`)."""
+    downloads.ensure_files(name, folder, _check_flag("download", download))
     arrays = readers.read_mnist_style(name, folder)
     return Dataset(
         name=name,
@@ -197,8 +207,11 @@ def _load_mnist_style(name: str, folder: Path, seed: int) -> Dataset:
     )
 
 
-def _load_cifar10(name: str, folder: Path, seed: int) -> Dataset:
-    """CIFAR-10 from its python pickle batches: (3, 32, 32) RGB images, 10 classes."""
+def _load_cifar10(name: str, folder: Path, seed: int, *, download: bool) -> Dataset:
+    """CIFAR-10 from its python pickle batches: (3, 32, 32) RGB images, 10 classes.
+
+    With `download`, missing batches are first fetched and verified (`downloads`)."""
+    downloads.ensure_files(name, folder, _check_flag("download", download))
     arrays = readers.read_cifar10(name, folder)
     return Dataset(
         name=name,
@@ -290,10 +303,11 @@ def _load_concat(
     2-D tasks (``moons``, ``circles``): each task draws `n_samples` points from its own
     seed stream; inputs (2T,), float32 targets (n, T) in {0, 1} (one logit per task,
     objective ``multitask_binary``); the stratified split is over the T-bit label code.
-    Image tasks (registry datasets such as ``digits``, ``mnist``, ``fashion_mnist``):
-    each keeps its own train/test split, cut to the smallest task's size by a seeded
-    permutation; inputs are the flattened images side by side (unequal sizes allowed),
-    int64 targets (n, T), one 10-way softmax head per task (``multitask_softmax``).
+    Image tasks (registry datasets such as ``digits``, ``mnist``,
+    ``fashion_mnist``), each loaded with its default options: each keeps its own
+    train/test split, cut to the smallest task's size by a seeded permutation; inputs are
+    the flattened images side by side (unequal sizes allowed), int64 targets (n, T), one
+    10-way softmax head per task (``multitask_softmax``).
     """
     if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise ValueError(f"tasks must be a non-empty list of dataset names such as ['moons', 'moons'], got {tasks!r}")
