@@ -80,7 +80,10 @@ DATASETS: Registry[DatasetSpec] = Registry(
         "mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "MNIST IDX files"),
         "kmnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "Kuzushiji-MNIST IDX files"),
         "fashion_mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "Fashion-MNIST IDX files"),
-        "cifar10": DatasetSpec(_loader("_load_cifar10"), _frozen(download=True), "CIFAR-10 python pickle batches"),
+        # augment: random crop (4-pixel zero padding) and horizontal flip of training batches
+        "cifar10": DatasetSpec(
+            _loader("_load_cifar10"), _frozen(download=True, augment=True), "CIFAR-10 python pickle batches"
+        ),
         "concat": DatasetSpec(
             _loader("_load_concat"),
             _frozen(tasks=("moons", "moons"), n_samples=1000, noise=0.1, factor=0.5, test_fraction=0.2),

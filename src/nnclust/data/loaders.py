@@ -7,6 +7,7 @@ registry entry filled in; `folder` is ``<root>/<name>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from nnclust.core import seeding
 from nnclust.data import downloads, load_dataset, readers, synthetic
+from nnclust.data.augment import cifar_augment
 
 __all__ = ["Dataset", "resize_images", "stratified_split"]
 
@@ -38,6 +40,11 @@ class Dataset:
     ``(n_inputs, n_outputs)`` per task: task t owns the next n_inputs of the flattened
     inputs and the next n_outputs of the network's outputs, in task order.
 
+    `augment`, when set, is the random transform of training batches:
+    ``augment(x_batch, generator) -> x_batch`` of the same shape, called by the training
+    loop on every training batch with its data-order generator, never on test data
+    (``cifar10``: random crop and flip, `nnclust.data.augment`).
+
     `mnist5k` is the one image dataset not in [0, 1]: it is standardised with MNIST's
     mean and standard deviation (the usual MNIST normalisation).
     """
@@ -51,6 +58,7 @@ class Dataset:
     num_classes: int
     objective: str = "cross_entropy"
     task_sizes: tuple[tuple[int, int], ...] = ()
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         # Checked once here so that every consumer can rely on the documented layout.
@@ -211,10 +219,12 @@ def _load_mnist_style(name: str, folder: Path, seed: int, *, download: bool) -> 
     )
 
 
-def _load_cifar10(name: str, folder: Path, seed: int, *, download: bool) -> Dataset:
+def _load_cifar10(name: str, folder: Path, seed: int, *, download: bool, augment: bool) -> Dataset:
     """CIFAR-10 from its python pickle batches: (3, 32, 32) RGB images, 10 classes.
 
-    With `download`, missing batches are first fetched and verified (`downloads`)."""
+    With `download`, missing batches are first fetched and verified (`downloads`); with
+    `augment`, training batches are randomly cropped and flipped (`cifar_augment`)."""
+    augment = _check_flag("augment", augment)
     downloads.ensure_files(name, folder, _check_flag("download", download))
     arrays = readers.read_cifar10(name, folder)
     return Dataset(
@@ -225,6 +235,7 @@ def _load_cifar10(name: str, folder: Path, seed: int, *, download: bool) -> Data
         y_test=_labels(arrays["y_test"]),
         input_shape=(3, 32, 32),
         num_classes=10,
+        augment=cifar_augment if augment else None,
     )
 
 
@@ -375,7 +386,8 @@ def _load_concat(
     ``fashion_mnist``), each loaded with its default options: each keeps its own
     train/test split, cut to the smallest task's size by a seeded permutation; inputs are
     the flattened images side by side (unequal sizes allowed), int64 targets (n, T), one
-    10-way softmax head per task (``multitask_softmax``).
+    10-way softmax head per task (``multitask_softmax``). A task's augmentation is not
+    carried over: it is defined on images, and these inputs are flat.
     """
     if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise ValueError(f"tasks must be a non-empty list of dataset names such as ['moons', 'moons'], got {tasks!r}")
