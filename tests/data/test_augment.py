@@ -3,6 +3,8 @@ applied to training batches only."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,3 +154,21 @@ def test_augment_option_is_validated_and_reaches_the_training_job(cifar_root, tm
         result = train_experiment.train_job(Run(tmp_path / label), 0, dataset={"name": "cifar10", **dataset}, **config)
         losses[label] = result["test_loss"]
     assert losses["default"] == losses["on"] != losses["off"]
+
+
+def test_a_resumed_run_draws_the_same_augmentation(cifar_root):
+    data = load_dataset("cifar10", root=cifar_root)
+    common = dict(epochs=3, batch_size=BATCH, optimizer={"name": "sgd", "lr": 0.01}, seed=5, progress=False)
+    torch.manual_seed(0)
+    whole = Spy()
+    saved = []
+    # copied at once, as writing it to disk does: the optimiser's buffers change in place
+    train(whole, data, checkpoint=lambda state: saved.append(copy.deepcopy(state)), checkpoint_every=1, **common)
+    torch.manual_seed(1)  # other initial weights: the resume state must replace them
+    resumed = Spy()
+    train(resumed, data, resume=saved[0], **common)
+    seen_whole = [x for t, x in whole.seen if t][4:]  # epochs 2 and 3
+    seen_resumed = [x for t, x in resumed.seen if t]
+    assert len(seen_whole) == len(seen_resumed) == 8
+    assert all(torch.equal(a, b) for a, b in zip(seen_whole, seen_resumed))
+    assert torch.equal(whole.fc.weight, resumed.fc.weight)
