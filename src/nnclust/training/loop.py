@@ -92,7 +92,9 @@ def train(
     """Train `model` on ``data.x_train``/``data.y_train`` with `objective` (a key of
     `OBJECTIVES`: cross-entropy by default).
 
-    The data order comes from the ``data_order`` stream of `seed`. After each epoch
+    The data order comes from the ``data_order`` stream of `seed`; a dataset with an
+    ``augment`` transform has each training batch transformed with draws from that same
+    generator (so resuming restores them too); evaluation data never are. After each epoch
     the learning rate is multiplied by `lr_decay`, train/test loss and accuracy are
     put in ``state.metrics`` and sent to ``log(name, value, epoch)``; callbacks run
     after that, so a pruning callback's change shows in the next epoch's numbers. A
@@ -121,6 +123,7 @@ def train(
     if resume is not None:
         start = _restore(resume, state, sched, gen, callbacks, epochs)
     n = len(data.x_train)
+    augment = getattr(data, "augment", None)  # data may be any object with x_train/y_train
     bar = tqdm(range(start, epochs), desc="train", disable=not progress, initial=start, total=epochs)
     for epoch in bar:
         state.epoch = epoch
@@ -130,6 +133,8 @@ def train(
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
+            if augment is not None:
+                xb = augment(xb, gen)
             ce = obj.loss(model(xb), yb)
             loss = ce
             for cb in callbacks:
