@@ -1,0 +1,178 @@
+"""The modularity benchmark: its table against independent computations, and the script
+end to end, in-process, with every config key reaching the numbers."""
+
+import json
+
+import numpy as np
+import pytest
+from sacred.observers import FileStorageObserver
+from scipy import stats
+
+import modularity_benchmark
+from nnclust.clustering.planted import planted_network
+from nnclust.clustering.study import shuffle_significance
+from nnclust.core import seeding
+from nnclust.core.constraints import ConfigError
+from nnclust.exec.grid import run_in_process
+from nnclust.experiments import modularity
+from nnclust.storage import paths
+
+TINY = {
+    "widths": [4, 6, 6, 2],
+    "num_modules": 2,
+    "p_in": 0.8,
+    "strengths": [0.0, 1.0],
+    "networks": 2,
+    "num_shuffles": 3,
+    "shuffle_methods": ["all", "nonzero"],
+    "k_values": [2, 3],
+    "alpha": 0.5,
+    "n_init": 1,
+    "stability_searches": 2,
+    "n_jobs": 1,
+    "progress": False,
+    "plot": False,
+}
+
+
+def _run(folder, seed=3, **updates):
+    config = {**TINY, **updates, "seed": seed}
+    return run_in_process(modularity_benchmark.ex, [FileStorageObserver(str(folder))], config)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("modularity_runs")
+    run = _run(folder, plot=True)
+    return run, folder / str(run._id)
+
+
+def test_the_run_stores_its_table_rows_and_plot(tiny):
+    run, folder = tiny
+    stored = json.loads((folder / "run.json").read_text())
+    assert stored["status"] == "COMPLETED" and stored["result"] == json.loads(json.dumps(run.result))
+    result = stored["result"]
+    assert [r["strength"] for r in result["table"]] == [0.0, 1.0]
+    assert len(result["rows"]) == 4 and all(r["networks"] == 2 for r in result["table"])
+    assert (folder / paths.MODULARITY_PLOT).stat().st_size > 0
+    # disconnected modules: 'all' shuffles join them, so every shuffle cuts more than the network
+    for row in result["rows"][2:]:
+        assert row["all"]["true_ncut"] == pytest.approx(0.0, abs=1e-12)
+        assert row["all"]["p_value"] == pytest.approx(1 / 4)  # the floor 1 / (N + 1)
+        assert row["k=2"] == {"ari": 1.0, "nmi": 1.0}
+    assert result["table"][1]["all"]["power"] == 1.0  # p = 1/4 <= alpha = 0.5
+
+
+def test_a_row_is_the_study_of_its_own_planted_network(tiny):
+    """Recomputed outside the benchmark: network (strength 1, index 1) from its streams."""
+    run, _ = tiny
+    row = run.result["rows"][3]
+    assert (row["strength"], row["network"]) == (1.0, 1)
+    net = planted_network(TINY["widths"], 2, 1.0, 0.8, seeding.rng(3, "planted", 1, 1))
+    study = shuffle_significance(net.layers, 2, 3, "nonzero", seed=seeding.int_seed(3, "study", 1, 1), n_init=1,
+                                 spread_searches=0, progress=False)  # fmt: skip
+    assert row["nonzero"]["true_ncut"] == study["true_ncut"] and row["nonzero"]["p_value"] == study["p_value"]
+
+
+def test_every_network_is_its_own_draw(tiny):
+    run, _ = tiny
+    ncuts = [r["all"]["mean"] for r in run.result["rows"]]
+    assert len(set(ncuts)) == len(ncuts)
+
+
+def _row(strength, p_all, z=0.0):
+    return {"strength": strength, "all": {"p_value": p_all, "z_score": z},
+            "k=2": {"ari": 1.0, "nmi": 0.5}, "search_stability": 1.0, "k_stability": None}  # fmt: skip
+
+
+def test_power_and_its_clopper_pearson_interval():
+    rows = [_row(0.0, p) for p in (0.01, 0.05, 0.2, 0.5, 0.9)] + [_row(1.0, 0.01, -3.0)] * 3
+    table = modularity.power_table(rows, ["all"], [2], alpha=0.05)
+    first = table[0]["all"]
+    assert first["power"] == 2 / 5  # p <= alpha: 0.01 and 0.05
+    # Clopper-Pearson from the beta quantiles, independently of binomtest
+    assert first["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 2, 4))
+    assert first["ci_high"] == pytest.approx(stats.beta.ppf(0.975, 3, 3))
+    assert table[1]["all"] == pytest.approx({"power": 1.0, "ci_low": 0.025 ** (1 / 3), "ci_high": 1.0, "mean_z": -3.0})
+    assert table[1]["networks"] == 3 and table[0]["k=2"] == {"ari": 1.0, "nmi": 0.5}
+    assert table[0]["k_stability"] is None and table[0]["search_stability"] == 1.0
+
+
+@pytest.mark.parametrize(("alpha", "n", "level"), [(0.05, 19, 0.05), (0.05, 39, 0.05), (0.05, 20, 1 / 21),
+                                                   (0.05, 9, 0.0), (0.5, 3, 0.5)])  # fmt: skip
+def test_exact_level_of_the_permutation_test(alpha, n, level):
+    assert modularity.exact_level(alpha, n) == pytest.approx(level)
+    # the same by counting: r uniform on 0..n, p = (r + 1) / (n + 1)
+    assert np.mean([(r + 1) / (n + 1) <= alpha + 1e-12 for r in range(n + 1)]) == pytest.approx(level)
+
+
+# Each key changed from TINY; the result must change with it.
+CHANGES = {
+    "widths": [4, 8, 6, 2],
+    "num_modules": 3,
+    "p_in": 0.6,
+    "strengths": [0.0, 0.5],
+    "networks": 3,
+    "num_shuffles": 4,
+    "shuffle_methods": ["all"],
+    "k_values": [2, 4],
+    "alpha": 0.3,
+    "n_init": 3,
+    "stability_searches": 0,
+    "seed": 4,
+}
+
+
+def test_the_changes_cover_every_numeric_key():
+    execution = {"n_jobs", "scheduler_address", "progress", "plot"}
+    assert set(CHANGES) | execution == set(modularity.CONSTRAINTS) | {"seed"}
+
+
+@pytest.mark.parametrize("key", sorted(CHANGES))
+def test_every_key_changes_the_result(key, tiny, tmp_path):
+    base, _ = tiny
+    if key == "seed":
+        changed = _run(tmp_path, seed=CHANGES["seed"])
+    else:
+        changed = _run(tmp_path, **{key: CHANGES[key], **({"widths": [6, 6, 6, 3]} if key == "num_modules" else {})})
+    assert json.dumps(changed.result, sort_keys=True) != json.dumps(base.result, sort_keys=True)
+
+
+def test_execution_keys_reach_the_executor_and_leave_the_numbers(tiny, tmp_path, monkeypatch):
+    import nnclust.exec.parallel as parallel
+
+    seen = []
+    real = parallel.map_tasks
+
+    def recorded(fn, items, n_jobs=1, desc=None, progress=True, scheduler_address=None, **kw):
+        seen.append((n_jobs, progress, scheduler_address))
+        return real(fn, items, 1, desc, False, None, **kw)
+
+    monkeypatch.setattr(parallel, "map_tasks", recorded)
+    run = _run(tmp_path, n_jobs=2, progress=True, scheduler_address="tcp://nowhere:1")
+    assert seen == [(2, True, "tcp://nowhere:1")]
+    assert run.result["rows"] == tiny[0].result["rows"]
+
+
+@pytest.mark.parametrize(
+    ("updates", "message"),
+    [
+        ({"strengths": [0.0, 1.5]}, "strengths=[0.0, 1.5] is not allowed: expected a non-empty list of distinct"),
+        ({"shuffle_methods": ["al"]}, "shuffle_methods=['al'] is not allowed"),
+        ({"num_modules": 5}, "every width must hold a unit of each module"),
+        ({"k_values": [1]}, "k_values=[1] is not allowed"),
+        ({"stability_searches": 1}, "stability_searches=1 is not allowed: expected 0 (off) or an int >= 2"),
+    ],
+)
+def test_bad_config_is_an_error_before_a_run(updates, message, tmp_path):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):  # fmt: skip
+        _run(tmp_path, **updates)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unknown_key_is_an_error(tmp_path):
+    from sacred.utils import ConfigAddedError
+
+    with pytest.raises(ConfigAddedError):
+        _run(tmp_path, networkz=3)
