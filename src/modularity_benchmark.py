@@ -24,8 +24,8 @@ def config():
     widths = [16, 32, 32, 8]  # units per group: inputs, hidden layers, outputs
     num_modules = 4  # planted modules in every group (m)
     p_in = 0.5  # within-module density; between-module density is p_in (1 - s)
-    strengths = [0.0, 0.5, 0.8, 0.9, 1.0]
-    networks = 40  # planted networks per strength
+    strengths = [0.0, 0.5, 0.7, 0.8, 0.9, 1.0]
+    networks = 50  # planted networks per strength
     num_shuffles = 39  # per network and method; with alpha 0.05 the test's level is exactly 0.05
     shuffle_methods = ["all", "nonzero"]
     k_values = [num_modules, 2 * num_modules]  # cluster counts compared with the planted modules

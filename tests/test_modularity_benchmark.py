@@ -64,14 +64,17 @@ def test_the_run_stores_its_table_rows_and_plot(tiny):
 
 
 def test_a_row_is_the_study_of_its_own_planted_network(tiny):
-    """Recomputed outside the benchmark: network (strength 1, index 1) from its streams."""
+    """Recomputed outside the benchmark: network (strength 0, index 1) from the streams of
+    the recorded seed; without modules its n-cuts depend on every draw."""
     run, _ = tiny
-    row = run.result["rows"][3]
-    assert (row["strength"], row["network"]) == (1.0, 1)
-    net = planted_network(TINY["widths"], 2, 1.0, 0.8, seeding.rng(3, "planted", 1, 1))
-    study = shuffle_significance(net.layers, 2, 3, "nonzero", seed=seeding.int_seed(3, "study", 1, 1), n_init=1,
-                                 spread_searches=0, progress=False)  # fmt: skip
-    assert row["nonzero"]["true_ncut"] == study["true_ncut"] and row["nonzero"]["p_value"] == study["p_value"]
+    row, seed = run.result["rows"][1], run.result["seed"]
+    assert (row["strength"], row["network"]) == (0.0, 1)
+    net = planted_network(TINY["widths"], 2, 0.0, 0.8, seeding.rng(seed, "planted", 0, 1))
+    for method in TINY["shuffle_methods"]:
+        study = shuffle_significance(net.layers, 2, 3, method, seed=seeding.int_seed(seed, "study", 0, 1), n_init=1,
+                                     spread_searches=0, progress=False)  # fmt: skip
+        assert row[method] == {k: study[k] for k in ("true_ncut", "mean", "std", "z_score", "p_value")}
+    assert row["all"]["true_ncut"] > 0.1
 
 
 def test_every_network_is_its_own_draw(tiny):

@@ -210,4 +210,5 @@ def modularity_job(
 
         fig = power_curves(table, list(shuffle_methods), list(k_values), exact_level(alpha, num_shuffles))
         add_artifact(run, scratch("modularity-"), paths.MODULARITY_PLOT, fig)
-    return {"table": table, "level": exact_level(alpha, num_shuffles), "alpha": alpha, "rows": rows}
+    # `seed` is what every network's streams derive from, so any row can be recomputed.
+    return {"table": table, "level": exact_level(alpha, num_shuffles), "alpha": alpha, "seed": seed, "rows": rows}
