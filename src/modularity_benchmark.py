@@ -16,7 +16,7 @@ printed and stored with the power-curve plot in modularity_runs/<id>/.
 from nnclust.experiments import modularity
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("modularity_benchmark", modularity.CONSTRAINTS, modularity.RELATIONS)
+ex = make_experiment("modularity_benchmark", modularity.CONSTRAINTS, modularity.RELATIONS, modularity.SECTIONS)
 
 
 @ex.config
@@ -34,6 +34,7 @@ def config():
     stability_searches = 5  # independent k-means searches compared for search stability (0: off)
     n_jobs = 2  # local workers, one network per task (-1: all cores)
     scheduler_address = None  # or a Dask scheduler, e.g. "tcp://127.0.0.1:8786"
+    graph = dict(modularity.GRAPH_OPTIONS)  # how weights become a graph (normalize: ReLU rescaling first)
     progress = True
     plot = True
 

@@ -123,6 +123,8 @@ CHANGES = {
     "n_init": 3,
     "stability_searches": 0,
     "seed": 4,
+    "graph.normalize": {"graph": {"normalize": False}},
+    "graph.normalize_eps": {"graph": {"normalize_eps": 0.5}},
 }
 
 
@@ -136,6 +138,8 @@ def test_every_key_changes_the_result(key, tiny, tmp_path):
     base, _ = tiny
     if key == "seed":
         changed = _run(tmp_path, seed=CHANGES["seed"])
+    elif key.startswith("graph."):
+        changed = _run(tmp_path, **CHANGES[key])
     else:
         changed = _run(tmp_path, **{key: CHANGES[key], **({"widths": [6, 6, 6, 3]} if key == "num_modules" else {})})
     assert json.dumps(changed.result, sort_keys=True) != json.dumps(base.result, sort_keys=True)
@@ -164,6 +168,8 @@ def test_execution_keys_reach_the_executor_and_leave_the_numbers(tiny, tmp_path,
         ({"shuffle_methods": ["al"]}, "shuffle_methods=['al'] is not allowed"),
         ({"num_modules": 5}, "every width must hold a unit of each module"),
         ({"k_values": [1]}, "k_values=[1] is not allowed"),
+        ({"graph": {"normalise": False}}, "unknown key 'graph.normalise'; valid keys of 'graph' are"),
+        ({"graph": {"cnn_nodes": "conv"}}, "unknown key 'graph.cnn_nodes'"),
         ({"stability_searches": 1}, "stability_searches=1 is not allowed: expected 0 (off) or an int >= 2"),
     ],
 )

@@ -23,8 +23,19 @@ import numpy as np
 
 from nnclust.clustering.shuffles import SHUFFLES
 from nnclust.core.constraints import Boolean, Check, Interval, Relation
+from nnclust.structure.graph import GRAPH_DEFAULTS
 
-__all__ = ["CONSTRAINTS", "RELATIONS", "exact_level", "format_table", "modularity_job", "network_row", "power_table"]
+__all__ = [
+    "CONSTRAINTS",
+    "GRAPH_OPTIONS",
+    "RELATIONS",
+    "SECTIONS",
+    "exact_level",
+    "format_table",
+    "modularity_job",
+    "network_row",
+    "power_table",
+]
 
 
 def _int(x) -> bool:
@@ -66,7 +77,12 @@ CONSTRAINTS = {
     "scheduler_address": Check(lambda a: a is None or isinstance(a, str), "null or an address such as tcp://HOST:8786"),
     "progress": Boolean(),
     "plot": Boolean(),
+    "graph.normalize": Boolean(),
+    "graph.normalize_eps": Interval(0, None),
 }
+# Planted networks are fc only, so of `build_graph`'s options only these two apply.
+GRAPH_OPTIONS = {k: GRAPH_DEFAULTS[k] for k in ("normalize", "normalize_eps")}
+SECTIONS = {"graph": GRAPH_OPTIONS}
 RELATIONS = [
     Relation(
         ["widths", "num_modules"],
@@ -99,28 +115,28 @@ def network_row(task: tuple, shared: dict) -> dict:
     from nnclust.clustering.stability import agreement, mean_pairwise_ari, search_labelings
     from nnclust.clustering.study import cluster_layers, shuffle_significance
     from nnclust.core import seeding
+    from nnclust.structure.graph import build_graph
 
     i, strength, r = task
-    seed, m = shared["seed"], shared["num_modules"]
+    seed, m, graph = shared["seed"], shared["num_modules"], shared["graph"]
     net = planted_network(shared["widths"], m, strength, shared["p_in"], seeding.rng(seed, "planted", i, r))
     study_seed = seeding.int_seed(seed, "study", i, r)
     row = {"strength": strength, "network": r}
     for method in shared["shuffle_methods"]:
         stats = shuffle_significance(
             net.layers, m, shared["num_shuffles"], method, seed=study_seed, n_init=shared["n_init"],
-            spread_searches=0, progress=False,
+            spread_searches=0, progress=False, **graph,
         )  # fmt: skip
         row[method] = {k: stats[k] for k in ("true_ncut", "mean", "std", "z_score", "p_value")}
     labels = {}
     for k in shared["k_values"]:
-        graph, clustering = cluster_layers(net.layers, k, seed=study_seed, n_init=shared["n_init"])
+        g, clustering = cluster_layers(net.layers, k, seed=study_seed, n_init=shared["n_init"], **graph)
         labels[k] = clustering.labels
-        row[f"k={k}"] = agreement(net.labels[graph.keep], clustering.labels)
+        row[f"k={k}"] = agreement(net.labels[g.keep], clustering.labels)
     row["k_stability"] = mean_pairwise_ari(list(labels.values())) if len(labels) > 1 else None
     if shared["stability_searches"]:
-        graph, _ = cluster_layers(net.layers, m, seed=study_seed, n_init=1)  # the graph only; cheap
-        runs = search_labelings(graph.adjacency, m, study_seed, shared["n_init"], shared["stability_searches"],
-                                graph.sides)  # fmt: skip
+        g = build_graph(net.layers, **graph)
+        runs = search_labelings(g.adjacency, m, study_seed, shared["n_init"], shared["stability_searches"], g.sides)
         row["search_stability"] = mean_pairwise_ari(runs)
     else:
         row["search_stability"] = None
@@ -192,14 +208,20 @@ def modularity_job(
     scheduler_address: str | None = None,
     progress: bool = True,
     plot: bool = True,
+    graph: dict | None = None,
 ) -> dict:
     """Study `networks` planted networks per strength; return the table, the per-network
-    rows and the exact level of the test (plain JSON)."""
+    rows and the exact level of the test (plain JSON). `graph` holds the options of
+    `build_graph` (`GRAPH_OPTIONS`) for every graph: network, shuffles and clusterings."""
+    from nnclust.core.config import check_keys, plain
     from nnclust.exec.parallel import map_tasks
+
+    graph = {**GRAPH_OPTIONS, **plain(graph or {})}
+    check_keys("graph", graph, GRAPH_OPTIONS)
 
     shared = {"seed": seed, "widths": list(widths), "num_modules": num_modules, "p_in": p_in,
               "num_shuffles": num_shuffles, "shuffle_methods": list(shuffle_methods), "k_values": list(k_values),
-              "n_init": n_init, "stability_searches": stability_searches}  # fmt: skip
+              "n_init": n_init, "stability_searches": stability_searches, "graph": graph}  # fmt: skip
     tasks = [(i, float(s), r) for i, s in enumerate(strengths) for r in range(networks)]
     rows = map_tasks(network_row, tasks, n_jobs, "planted networks", progress, scheduler_address, shared=shared)
     table = power_table(rows, list(shuffle_methods), list(k_values), alpha)
