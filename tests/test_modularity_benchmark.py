@@ -185,3 +185,37 @@ def test_an_unknown_key_is_an_error(tmp_path):
 
     with pytest.raises(ConfigAddedError):
         _run(tmp_path, networkz=3)
+
+
+def test_modules_made_by_pruning_are_studied_level_by_level(tmp_path):
+    import imp_experiment
+    from nnclust.clustering.task_modules import SHARED, unit_tasks
+    from nnclust.nets.checkpoint import load_checkpoint
+    from nnclust.nets.layers import extract_layers
+
+    config = {
+        "dataset": {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 200, "noise": 0.1},
+        "model": {"name": "mlp", "hidden": [8, 8]},
+        "init": {"name": "normal", "bias": "same", "std": 0.3},
+        "optimizer": {"name": "adam", "lr": 0.02},
+        "imp": {"levels": 2, "target_params": 40, "max_epochs": 2, "patience": 1},
+        "progress": False,
+        "num_threads": 1,
+        "seed": 1,
+    }
+    imp = run_in_process(imp_experiment.ex, [FileStorageObserver(str(tmp_path / "imp"))], config)
+    folder = tmp_path / "imp" / str(imp._id)
+    levels = modularity.imp_level_modularity(str(folder), num_shuffles=4, seed=2, n_init=2)
+    assert [lv["level"] for lv in levels] == [0, 1, 2]
+    assert [lv["split_metric"] for lv in levels] == [lv["split_metric"] for lv in imp.result["levels"]]
+    # the dense level: every unit is joined to both tasks, and its shuffles keep it whole
+    assert levels[0]["shared_units"] == 4 + 8 + 8 + 2 and levels[0]["ari"] is None
+    assert levels[0]["study_error"] is None and levels[0]["p_value"] >= 1 / 5  # the floor with 4 shuffles
+    # the last level, recounted from its checkpoint
+    layers = extract_layers(load_checkpoint(folder / paths.imp_level_model(2)))
+    tasks = unit_tasks([lay.weight for lay in layers], imp.result["task_inputs"], imp.result["task_outputs"])
+    assert levels[2]["one_task_units"] == (tasks >= 0).sum() and levels[2]["shared_units"] == (tasks == SHARED).sum()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a completed imp_experiment run"):
+        modularity.imp_level_modularity(str(tmp_path / "other"))

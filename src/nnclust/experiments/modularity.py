@@ -31,6 +31,7 @@ __all__ = [
     "RELATIONS",
     "SECTIONS",
     "exact_level",
+    "imp_level_modularity",
     "format_table",
     "modularity_job",
     "network_row",
@@ -234,3 +235,66 @@ def modularity_job(
         add_artifact(run, scratch("modularity-"), paths.MODULARITY_PLOT, fig)
     # `seed` is what every network's streams derive from, so any row can be recomputed.
     return {"table": table, "level": exact_level(alpha, num_shuffles), "alpha": alpha, "seed": seed, "rows": rows}
+
+
+def imp_level_modularity(
+    imp_folder: str,
+    num_shuffles: int = 39,
+    method: str = "all",
+    seed: int = 0,
+    n_init: int = 10,
+    graph: dict | None = None,
+) -> list[dict]:
+    """The modules that pruning makes, level by level, in a stored IMP run
+    (``imp_runs/<id>``, from ``src/imp_experiment.py``): per level, the n-cut study with k
+    = the number of tasks (`method` shuffles), the ARI and NMI between those clusters and
+    each unit's task by reachability (`unit_tasks`, over the kept units of one task; None
+    when fewer than two such units), the units of one task, shared and dead, and the
+    level's split metric as the IMP run recorded it. A level whose shuffles leave no
+    input joined to an output has no study (``study_error`` says why). Level i is studied with child i of
+    the ``imp_level`` stream of `seed`."""
+    import json
+    from pathlib import Path
+
+    from nnclust.clustering.stability import agreement
+    from nnclust.clustering.study import cluster_layers, shuffle_significance
+    from nnclust.clustering.task_modules import DEAD, SHARED, unit_tasks
+    from nnclust.core import seeding
+    from nnclust.nets.checkpoint import load_checkpoint
+    from nnclust.nets.layers import extract_layers
+    from nnclust.storage import paths
+    from nnclust.structure.graph import GraphError
+
+    folder = Path(imp_folder)
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder} holds no run.json: pass an imp_experiment run folder") from None
+    result = record.get("result") or {}
+    if "levels" not in result or "task_inputs" not in result:
+        raise ValueError(f"{folder} is not a completed imp_experiment run (its result has no levels and task groups)")
+    ins, outs = result["task_inputs"], result["task_outputs"]
+    graph = {**GRAPH_OPTIONS, **(graph or {})}
+    out = []
+    for level, entry in enumerate(result["levels"]):
+        layers = extract_layers(load_checkpoint(folder / paths.imp_level_model(level)))
+        tasks = unit_tasks([lay.weight for lay in layers], ins, outs)
+        level_seed = seeding.int_seed(seed, "imp_level", level)
+        try:
+            stats = shuffle_significance(layers, len(ins), num_shuffles, method, seed=level_seed, n_init=n_init,
+                                         spread_searches=0, progress=False, **graph)  # fmt: skip
+            study = {k: stats[k] for k in ("z_score", "p_value", "true_ncut")} | {"study_error": None}
+        except GraphError as exc:
+            # An 'all' shuffle of a very sparse level can leave no input joined to an
+            # output; that level has no n-cut null, which the row says.
+            study = {"z_score": None, "p_value": None, "true_ncut": None, "study_error": str(exc)}
+        g, clustering = cluster_layers(layers, len(ins), seed=level_seed, n_init=n_init, **graph)
+        kept = tasks[g.keep]
+        one = kept >= 0
+        match = agreement(kept[one], clustering.labels[one]) if one.sum() >= 2 else {"ari": None, "nmi": None}
+        out.append({
+            "level": level, "split_metric": entry["split_metric"], **study, **match,
+            "one_task_units": int((tasks >= 0).sum()), "shared_units": int((tasks == SHARED).sum()),
+            "dead_units": int((tasks == DEAD).sum()),
+        })  # fmt: skip
+    return out
