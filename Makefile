@@ -52,4 +52,5 @@ omniboard-down: $(PY)
 
 clean-runs:
 	rm -rf training_runs clustering_runs shuffle_clust_runs symmetry_runs normalized_models imp_runs \
-		connectivity_runs ablation_runs mask_cluster_runs factor_runs compacted_models forgetting_runs mixed_models
+		connectivity_runs ablation_runs mask_cluster_runs factor_runs compacted_models forgetting_runs mixed_models \
+		modularity_runs

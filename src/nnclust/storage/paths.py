@@ -24,6 +24,7 @@ RUN_DIRS = {
     "forgetting": "forgetting_runs",
     "mix_models": "mixed_models",
     "compact_model": "compacted_models",
+    "modularity_benchmark": "modularity_runs",
 }
 UNPRUNED_MODEL = "unpruned_model.pt"
 PRUNED_MODEL = "pruned_model.pt"
@@ -72,6 +73,7 @@ MASK_CLUSTER_PLOT = "mask_within_cluster.png"
 MASK_CLUSTER_TABLE = "mask_within_cluster.csv"
 FACTOR_TABLE = "factor_table.csv"
 FACTOR_PLOT = "factor_z_scores.png"
+MODULARITY_PLOT = "modularity_power.png"
 
 
 def run_dir(experiment: str, root: str | os.PathLike = ".") -> Path:
