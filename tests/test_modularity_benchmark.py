@@ -219,3 +219,11 @@ def test_modules_made_by_pruning_are_studied_level_by_level(tmp_path):
     (tmp_path / "other" / "run.json").write_text("{}")
     with pytest.raises(ValueError, match="not a completed imp_experiment run"):
         modularity.imp_level_modularity(str(tmp_path / "other"))
+
+
+def test_plot_decides_whether_the_power_curve_is_drawn(tiny, tmp_path):
+    _, with_plot = tiny
+    run = _run(tmp_path)  # TINY: plot=False
+    assert (with_plot / paths.MODULARITY_PLOT).is_file()
+    assert not (tmp_path / str(run._id) / paths.MODULARITY_PLOT).exists()
+    assert run.result["rows"] == tiny[0].result["rows"]
