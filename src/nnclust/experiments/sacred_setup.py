@@ -4,8 +4,11 @@ folder observer, and output capture that keeps progress bars readable."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,11 +20,14 @@ from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.utils import apply_backspaces_and_linefeeds, recursive_update  # noqa: E402
 
 from nnclust.core.constraints import validate  # noqa: E402
-from nnclust.storage import paths  # noqa: E402
+from nnclust.experiments import config_input  # noqa: E402
+from nnclust.storage import paths, records  # noqa: E402
 
 # "sys" capture instead of the default file-descriptor capture: joblib worker processes
 # inherit the descriptors and would keep Sacred's tee process waiting at run end.
 SETTINGS.CAPTURE_MODE = "sys"
+# Config files and command-line values are read as plain data, never as jsonpickle or pickle.
+config_input.install()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -106,6 +112,39 @@ class RunFolderObserver(FileStorageObserver):
         return super().started_event(ex_info, command, host_info, start_time, config, meta_info, None)
 
 
+def _save_json_atomically(self, obj, filename):
+    # Sacred rewrites run.json in place (open "w", then write): a kill in between left
+    # it empty, and every reader of the folder failed on it.
+    from sacred.serializer import flatten
+
+    records.write_json(Path(self.dir) / filename, flatten(obj), sort_keys=True, indent=2)
+
+
+def _save_file_atomically(self, filename, target_name=None):
+    target_name = target_name or os.path.basename(filename)
+    if target_name in ("run.json", "config.json", "cout.txt", "metrics.json"):
+        raise FileExistsError(f"an artifact may not be named {target_name!r}: the folder store writes that file")
+    dest = Path(self.dir) / target_name
+    if Path(filename).resolve() == dest.resolve():
+        return
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=records.TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as out, open(filename, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# Every folder store in the process writes atomically, whether it is ours or the plain
+# FileStorageObserver that grids and tests attach.
+FileStorageObserver.save_json = _save_json_atomically
+FileStorageObserver.save_file = _save_file_atomically
+
+
 def record_stores(run) -> dict:
     """Put ``info["stores"]`` into a started run: the folder (path and id) and the MongoDB
     record (database and id) holding it, so each copy says where the other lives."""
@@ -188,6 +227,8 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
     argv, spec = _pop_mongo_flag(list(sys.argv if argv is None else argv))
     argv, folder = _pop_folder_flag(argv)
     try:
+        # before Sacred parses anything: its parser turns a bad value into a traceback
+        config_input.check_command_line(argv)
         spec = spec or mongo.store_from_env()
         ex.observers.append(RunFolderObserver(str(folder or paths.run_dir(ex.path))))
         if spec:
