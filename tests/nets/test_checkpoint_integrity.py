@@ -46,7 +46,7 @@ def test_a_version_set_back_to_1_is_refused_with_any_tensor_edit(saved, tmp_path
     _, payload = saved
     edits = list(_tensor_edits(payload))
     assert len(edits) >= 3
-    for name, change in edits:
+    for _, change in edits:
         with pytest.raises(CheckpointError, match="says version 1 but carries a sha256"):
             load_checkpoint(_edited(tmp_path, payload, version=1, **change))
         with pytest.raises(CheckpointError, match=r"version 2\) has no sha256"):

@@ -13,7 +13,6 @@ shuffle's 90 ms.
 from __future__ import annotations
 
 import pickle
-import tempfile
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import cloudpickle
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
+
+from nnclust.core import scratch as scratch_dirs
 
 CONNECT_TIMEOUT = "10s"  # how long to wait for a Dask scheduler before giving up
 
@@ -79,7 +80,7 @@ def _dask_map(fn: Callable, items: list, address: str, bar, counts: list, shared
 
 
 def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, shared: tuple) -> list:
-    with tempfile.TemporaryDirectory(prefix="nnclust-shared-") as tmp:
+    with scratch_dirs.make("shared") as tmp:
         if shared:
             path = Path(tmp) / "shared.pkl"
             # cloudpickle, as joblib sends tasks: the payload may hold classes defined in a script

@@ -103,8 +103,9 @@ def auto_checkpoint_every(epochs: int) -> int:
     return max(1, epochs // 10) if epochs >= 10 else 0
 
 
-def load_resume_state(resume: str) -> dict:
-    """The saved training state of the run folder `resume` (its ``resume_state.pt``)."""
+def check_resumable(resume: str) -> Path:
+    """The resume point of run folder `resume`, or a RunReferenceError saying why there
+    is none (checked at config time, before the resumed run gets a folder)."""
     folder = Path(resume)
     if not (folder / records.RUN).is_file():
         raise RunReferenceError(f"resume={resume}: '{folder}' is not a run folder (no run.json)")
@@ -128,6 +129,12 @@ def load_resume_state(resume: str) -> dict:
             f"resume={resume}: the run ({status}) saved no training state; it stopped before its first "
             "checkpoint or ran with checkpoint_every=0. Start it again instead."
         )
+    return path
+
+
+def load_resume_state(resume: str) -> dict:
+    """The saved training state of the run folder `resume` (its ``resume_state.pt``)."""
+    path = check_resumable(resume)
     from nnclust.nets.checkpoint import load_checkpoint  # torch, once there is a state to read
 
     extra = load_checkpoint(path).extra
@@ -157,6 +164,7 @@ def resume_config(config: dict) -> dict:
     path = Path(resume) / records.CONFIG
     if not path.is_file():
         raise RunReferenceError(f"resume={resume}: no config.json there; point it at a training run folder")
+    check_resumable(resume)
     old = check_plain(records.read_json(path), f"resume={resume}: '{path}'")
     return {k: v for k, v in old.items() if k not in ("resume", "__doc__")}
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import mimetypes
 from pathlib import Path
 
-from nnclust.storage import mongo
+from nnclust.storage import mongo, records
 
 _RUN_FILES = {"run.json", "config.json", "metrics.json", "info.json", "cout.txt"}
 
@@ -27,8 +26,7 @@ def _time(value):
 
 
 def _read(folder: Path, name: str, default):
-    path = folder / name
-    return json.loads(path.read_text()) if path.is_file() else default
+    return records.read_json(folder / name, default) if (folder / name).is_file() or default is not None else None
 
 
 def run_folders(paths) -> list[Path]:
