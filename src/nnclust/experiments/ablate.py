@@ -98,7 +98,7 @@ def test_data_of(checkpoint: Path):
         )
     dataset = dict(config["dataset"])
     name = dataset.pop("name", None)
-    if not isinstance(result["data_seed"], int) or not isinstance(config.get("data_root", ""), str):
+    if type(result["data_seed"]) is not int or not isinstance(config.get("data_root", ""), str):
         raise RunReferenceError(
             f"training run '{checkpoint.parent}' records a data_seed or data_root of the wrong type"
         )

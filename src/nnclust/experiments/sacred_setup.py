@@ -19,7 +19,7 @@ from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.utils import apply_backspaces_and_linefeeds, recursive_update  # noqa: E402
 
-from nnclust.core.constraints import validate  # noqa: E402
+from nnclust.core.constraints import ConfigError, validate  # noqa: E402
 from nnclust.experiments import config_input  # noqa: E402
 from nnclust.storage import paths, records  # noqa: E402
 
@@ -74,14 +74,16 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     """
     ex = Experiment(name, save_git_info=False)
     ex.pre_run_hook(lambda _run: record_stores(_run))
-    if constraints or relations or sections:
 
-        def check_config(config, command_name, logger):
-            updates = config_updates(config) if config_updates else {}
-            validate(recursive_update(config, updates), constraints or {}, relations, sections)
-            return updates
+    def check_config(config, command_name, logger):
+        updates = config_updates(config) if config_updates else {}
+        final = recursive_update(config, updates)
+        check_seed(final.get("seed"))
+        if constraints or relations or sections:
+            validate(final, constraints or {}, relations, sections)
+        return updates
 
-        ex.config_hook(check_config)
+    ex.config_hook(check_config)
     ex.logger = _logger()
     ex.captured_out_filter = apply_backspaces_and_linefeeds
     prefix = f"{name}."
@@ -93,6 +95,12 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
         elif "." not in stem and name == "train_model":
             ex.add_named_config(stem, str(path))
     return ex
+
+
+def check_seed(seed) -> None:
+    """Sacred asserts an int seed only after the config is built, with a traceback."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed={seed!r}: the run seed must be an integer (e.g. seed=1)")
 
 
 class RunFolderObserver(FileStorageObserver):
