@@ -16,7 +16,8 @@ from pathlib import Path
 _NAME = re.compile(r"^nnclust-[a-z]+-(\d+)-")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (a zombie counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,7 +37,7 @@ def remove_dead(root: str | os.PathLike | None = None) -> list[Path]:
         return removed
     for entry in entries:
         m = _NAME.match(entry.name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))) and entry.is_dir():
+        if m and int(m.group(1)) != os.getpid() and not alive(int(m.group(1))) and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
