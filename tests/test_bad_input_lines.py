@@ -1,7 +1,9 @@
 """Bad input that used to end in a traceback or a false record: a float seed, a
 diverging run, artifact names that leave their run folder."""
 
+import errno
 import json
+import os
 
 import pytest
 
@@ -48,3 +50,22 @@ def test_mongo_import_uploads_nothing_from_outside_the_run_folder(name, tmp_path
     # refused before any connection: the store named here does not exist
     with pytest.raises(ValueError, match=r"names artifact .* outside its run folder"):
         import_run(folder, "127.0.0.1:1:nowhere")
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_a_full_disk_or_a_permission_error_is_one_line(code, capsys):
+    from nnclust.experiments.sacred_setup import _print_error_briefly
+
+    tracebacks = []
+    printer = _print_error_briefly(lambda *a, **k: tracebacks.append(a))
+    try:
+        raise OSError(code, os.strerror(code), "training_runs/1/run.json")
+    except OSError:
+        printer()
+    err = capsys.readouterr().err
+    assert not tracebacks and err.startswith(f"error: [Errno {code}]") and "training_runs/1/run.json" in err
+    try:
+        raise OSError(errno.EIO, "I/O error")  # not something the user can fix: the traceback
+    except OSError:
+        printer()
+    assert len(tracebacks) == 1

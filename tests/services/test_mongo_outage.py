@@ -15,6 +15,7 @@ from nnclust.exec.grid import run_in_process
 from nnclust.experiments.sacred_setup import RunFolderObserver
 from nnclust.storage import mongo, paths, records
 from nnclust.storage.mongo_import import import_run
+from nnclust.storage.tables import load_runs
 
 MOONS = {
     "dataset": {"name": "moons", "n_samples": 200},
@@ -65,6 +66,7 @@ def test_a_record_that_lost_part_of_the_run_is_marked_and_repaired(lost, mongod,
     repair = f"python -m nnclust.storage.mongo_import {folder / '1'}"
     assert doc["status"] == "COMPLETED" and mark["repair"] == repair
     assert repair in capsys.readouterr().err
+    assert load_runs(spec).loc[0, "info.incomplete_copy.repair"] == repair  # the table shows it too
     if lost == "metrics":
         stored = sum(len(m["values"]) for m in db.metrics.find({"run_id": run._id}))
         logged = sum(len(m["values"]) for m in records.read_metrics(folder / "1").values())

@@ -3,6 +3,7 @@ folder observer, and output capture that keeps progress bars readable."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -206,10 +207,18 @@ def _pop_folder_flag(argv: list[str]) -> tuple[list[str], str | None]:
 USER_ERRORS = (ValueError, FileNotFoundError, ConnectionError)
 
 
+# OS errors that the user fixes outside the program (space, permissions, a read-only disk).
+USER_OS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def is_user_error(exc: BaseException | None) -> bool:
+    return isinstance(exc, USER_ERRORS) or (isinstance(exc, OSError) and exc.errno in USER_OS_ERRNOS)
+
+
 def _print_error_briefly(print_traceback):
     def printer(*args, **kwargs):
         exc = sys.exc_info()[1]
-        if isinstance(exc, USER_ERRORS):
+        if is_user_error(exc):
             print(f"error: {exc}", file=sys.stderr)
             print("(run again with --debug for the traceback)", file=sys.stderr)
         else:

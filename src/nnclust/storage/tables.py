@@ -54,8 +54,10 @@ def status_of(run: Mapping, now: datetime.datetime | None = None, died_after: fl
     return status
 
 
-# Keys of a run's info that record lineage (written by the normalize experiment).
+# Keys of a run's info that record lineage (written by the normalize experiment), and
+# the mark of a MongoDB record that missed part of its run (storage.mongo).
 LINEAGE_KEYS = ("parent", "normalizer", "checkpoint_sha256")
+INFO_KEYS = (*LINEAGE_KEYS, "incomplete_copy")
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict:
@@ -85,7 +87,7 @@ def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list], inf
     elif result is not None:
         row["result"] = result
     row.update({f"metric.{name}": values[-1] for name, values in metrics.items() if values})
-    row.update(flatten({k: v for k, v in (info or {}).items() if k in LINEAGE_KEYS}, "info."))
+    row.update(flatten({k: v for k, v in (info or {}).items() if k in INFO_KEYS}, "info."))
     return row
 
 
