@@ -69,3 +69,24 @@ def test_a_full_disk_or_a_permission_error_is_one_line(code, capsys):
     except OSError:
         printer()
     assert len(tracebacks) == 1
+
+
+@pytest.mark.parametrize("record", ["RUNNING", "", "[]"])
+def test_a_reference_to_an_unfinished_or_damaged_run_leaves_no_run_folder(record, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    stopped = tmp_path / "training_runs" / "1"
+    stopped.mkdir(parents=True)
+    (stopped / "run.json").write_text(json.dumps({"status": record}) if record == "RUNNING" else record)
+    (stopped / "unpruned_model.pt").write_bytes(b"half a checkpoint")
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, str(src / "spectral_cluster_model.py"), "with", "model=training_runs/1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(src)},
+    )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr
+    assert ("its run is RUNNING" if record == "RUNNING" else "run.json' is damaged") in lines[0]
+    assert not (tmp_path / "clustering_runs").exists() or not any((tmp_path / "clustering_runs").iterdir())

@@ -31,18 +31,18 @@ def _read_json(path: Path) -> dict:
         raise RunReferenceError(str(exc)) from None
 
 
-def _completed_run(path: Path, ref: str) -> None:
+def completed_run(path: Path, ref: str, key: str = "model") -> None:
     """Raise unless the run folder `path` records a COMPLETED run: a killed, failed or
     still running run may hold checkpoints that are not its final ones (or half-copied)."""
     if not (path / records.RUN).is_file():
-        raise RunReferenceError(f"model={ref}: '{path}' has no run.json, so whether its run completed is unknown")
+        raise RunReferenceError(f"{key}={ref}: '{path}' has no run.json, so whether its run completed is unknown")
     try:
         status = records.status(path)
     except records.DamagedRecordError as exc:
-        raise RunReferenceError(f"model={ref}: {exc}") from None
+        raise RunReferenceError(f"{key}={ref}: {exc}") from None
     if status == "COMPLETED":
         return
-    hint = "Point model= at a completed run"
+    hint = f"Point {key}= at a completed run"
     if (path / RESUME_STATE).is_file():
         hint += f", or finish this one first: python src/train_model.py with resume={path}"
     elif status == "RUNNING":
@@ -73,7 +73,7 @@ def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
         return path
     if path.is_dir():
         if (path / records.RUN).is_file() or (path / records.CONFIG).is_file():
-            _completed_run(path, ref_s)
+            completed_run(path, ref_s)
             for name in MODEL_ARTIFACTS:
                 if (path / name).is_file():
                     return path / name
