@@ -89,4 +89,5 @@ def test_a_reference_to_an_unfinished_or_damaged_run_leaves_no_run_folder(record
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode != 0 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr
     assert ("its run is RUNNING" if record == "RUNNING" else "run.json' is damaged") in lines[0]
-    assert not (tmp_path / "clustering_runs").exists() or not any((tmp_path / "clustering_runs").iterdir())
+    runs = tmp_path / "clustering_runs"
+    assert not runs.exists() or not any(runs.iterdir()), sorted(p.name for p in runs.rglob("*"))

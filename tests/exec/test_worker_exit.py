@@ -10,31 +10,37 @@ from pathlib import Path
 import psutil
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+# A task that says which worker runs it, then outlasts any test.
+TASKS = (
+    "import os, time\n"
+    "def work(folder):\n"
+    "    open(os.path.join(folder, f'running-{os.getpid()}'), 'w').close()\n"
+    "    time.sleep(600)\n"
+)
 MAP = (
-    "import time\n"
+    "import sys, tasks\n"
     "from nnclust.exec.parallel import map_tasks\n"
-    "map_tasks(time.sleep, [600] * 4, n_jobs=2, progress=False)\n"
+    "map_tasks(tasks.work, [sys.argv[1]] * 4, n_jobs=2, progress=False)\n"
 )
 
 
-def _workers(parent: psutil.Process) -> list[psutil.Process]:
-    """The parent's child processes that run tasks (joblib's loky workers)."""
-    return [p for p in parent.children(recursive=True) if "loky" in " ".join(p.cmdline())]
-
-
 def test_workers_exit_when_their_parent_is_killed(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", MAP], env={**os.environ, "PYTHONPATH": str(SRC)}, cwd=tmp_path)
-    parent, workers = psutil.Process(proc.pid), []
+    (tmp_path / "tasks.py").write_text(TASKS)
+    running = tmp_path / "running"
+    running.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(tmp_path)])}
+    proc = subprocess.Popen([sys.executable, "-c", MAP, str(running)], env=env, cwd=tmp_path)
+    workers = []
     try:
         deadline = time.monotonic() + 120
-        while len(workers := _workers(parent)) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "no workers started"
+        while len(list(running.iterdir())) < 2:  # both workers are inside a task
+            assert proc.poll() is None and time.monotonic() < deadline, "the tasks did not start"
             time.sleep(0.1)
-        time.sleep(1.0)  # the tasks are running (each sleeps 600 s)
+        workers = [psutil.Process(int(p.name.split("-")[1])) for p in running.iterdir()]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        # Without a watch on their parent, loky's workers would keep sleeping for 600 s.
-        gone, alive = psutil.wait_procs(workers, timeout=60)
+        # Without a watch on their parent, the workers would sleep on for 600 s.
+        _, alive = psutil.wait_procs(workers, timeout=60)
         assert not alive, f"{len(alive)} worker(s) outlived their parent"
     finally:
         proc.kill()

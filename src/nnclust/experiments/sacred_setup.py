@@ -70,18 +70,22 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     `constraints`, `relations` and `sections` (see `nnclust.core.constraints.validate`)
     are checked by a config hook: on the final config, before a run is created, so a
     bad value fails in one message naming the key and leaves no run behind.
-    `config_updates(config) -> dict`, if given, runs first and its updates are applied
-    (e.g. a resumed run taking its predecessor's config).
+    `config_updates(config, run) -> dict`, if given, runs first and its updates are applied
+    (e.g. a resumed run taking its predecessor's config); `run` is False for commands that
+    only show the config (print_config), which need not find what a run would need.
     """
     ex = Experiment(name, save_git_info=False)
     ex.pre_run_hook(lambda _run: record_stores(_run))
 
     def check_config(config, command_name, logger):
-        updates = config_updates(config) if config_updates else {}
+        runs = command_name == ex.default_command
+        updates = config_updates(config, runs) if config_updates else {}
         final = recursive_update(config, updates)
         check_seed(final.get("seed"))
         if constraints or relations or sections:
             validate(final, constraints or {}, relations, sections)
+        if runs:  # print_config and --help resolve nothing
+            check_references(final)
         return updates
 
     ex.config_hook(check_config)
@@ -96,6 +100,20 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
         elif "." not in stem and name == "train_model":
             ex.add_named_config(stem, str(path))
     return ex
+
+
+def check_references(config) -> None:
+    """Resolve the run references of a config (``model``, ``models``, ``clustering``)
+    before the run gets a folder: a missing, unfinished or damaged run is then one line
+    and no FAILED run folder. MongoDB references are resolved by the run itself."""
+    from nnclust.storage.refs import completed_run, resolve_model
+
+    model, models, clustering = config.get("model"), config.get("models"), config.get("clustering")
+    for ref in ([model] if isinstance(model, str) else []) + (models if isinstance(models, list) else []):
+        if isinstance(ref, str) and ref and not ref.startswith("mongo:"):
+            resolve_model(ref)
+    if isinstance(clustering, str) and clustering and Path(clustering).is_dir():
+        completed_run(Path(clustering), clustering, "clustering")
 
 
 def check_seed(seed) -> None:

@@ -154,18 +154,19 @@ def retire_resume_point(resume: str, successor) -> None:
         (folder / paths.RESUME_STATE).unlink(missing_ok=True)
 
 
-def resume_config(config: dict) -> dict:
+def resume_config(config: dict, run: bool = True) -> dict:
     """Config hook: ``resume=<run folder>`` takes that run's whole config (seed included),
     so that the resumed run is the same experiment. The stored config is read as plain
-    data, like any config file."""
+    data, like any config file; for a `run` (not print_config) the resume point must exist."""
     resume = config.get("resume")
     if not resume:
         return {}
     path = Path(resume) / records.CONFIG
     if not path.is_file():
         raise RunReferenceError(f"resume={resume}: no config.json there; point it at a training run folder")
-    check_resumable(resume)
     old = check_plain(records.read_json(path), f"resume={resume}: '{path}'")
+    if run:
+        check_resumable(resume)
     return {k: v for k, v in old.items() if k not in ("resume", "__doc__")}
 
 
