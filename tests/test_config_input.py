@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import train_model
 from nnclust.exec.grid import run_in_process
 from nnclust.experiments.config_input import UnsafeConfigError, check_command_line, find_tag
 from nnclust.experiments.sacred_setup import RunFolderObserver
+from nnclust.nets.checkpoint import save_checkpoint
+from nnclust.storage import paths
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -98,6 +101,8 @@ def test_a_resumed_config_is_read_as_plain_data(tmp_path):
     stopped.mkdir(parents=True)
     (stopped / "run.json").write_text(json.dumps({"status": "INTERRUPTED"}))
     (stopped / "config.json").write_text(json.dumps({"epochs": payload(marker), "seed": 1}))
+    # a resume point, so that only the tag can make the resume fail
+    save_checkpoint(stopped / paths.RESUME_STATE, torch.nn.Linear(2, 2), None, extra={"train": {}})
     with pytest.raises(UnsafeConfigError, match=r"resume=.*config.json.*refusing 'epochs.py/reduce'"):
         run_in_process(train_model.ex, [RunFolderObserver(str(stopped.parent))], {"resume": str(stopped)})
     assert not marker.exists()

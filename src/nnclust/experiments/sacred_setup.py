@@ -74,7 +74,7 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     (e.g. a resumed run taking its predecessor's config); `run` is False for commands that
     only show the config (print_config), which need not find what a run would need.
     """
-    ex = Experiment(name, save_git_info=False)
+    ex = _Experiment(name, save_git_info=False)
     ex.pre_run_hook(lambda _run: record_stores(_run))
 
     def check_config(config, command_name, logger):
@@ -84,8 +84,6 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
         check_seed(final.get("seed"))
         if constraints or relations or sections:
             validate(final, constraints or {}, relations, sections)
-        if runs:  # print_config and --help resolve nothing
-            check_references(final)
         return updates
 
     ex.config_hook(check_config)
@@ -102,17 +100,31 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     return ex
 
 
+class _Experiment(Experiment):
+    """An experiment whose runs have their run references resolved once the config is
+    complete (Sacred's own checks and every config hook done) but before the run starts,
+    so before its observers make it a folder."""
+
+    def _create_run(self, command_name=None, *args, **kwargs):
+        run = super()._create_run(command_name, *args, **kwargs)
+        if (command_name or self.default_command) == self.default_command:  # not print_config
+            check_references(run.config)
+        return run
+
+
 def check_references(config) -> None:
     """Resolve the run references of a config (``model``, ``models``, ``clustering``)
     before the run gets a folder: a missing, unfinished or damaged run is then one line
     and no FAILED run folder. MongoDB references are resolved by the run itself."""
-    from nnclust.storage.refs import completed_run, resolve_model
+    from nnclust.storage.refs import RunReferenceError, completed_run, resolve_model
 
     model, models, clustering = config.get("model"), config.get("models"), config.get("clustering")
     for ref in ([model] if isinstance(model, str) else []) + (models if isinstance(models, list) else []):
         if isinstance(ref, str) and ref and not ref.startswith("mongo:"):
             resolve_model(ref)
     if isinstance(clustering, str) and clustering and Path(clustering).is_dir():
+        if not (Path(clustering) / records.RUN).is_file():
+            raise RunReferenceError(f"clustering={clustering!r} is not a run folder (no run.json there)")
         completed_run(Path(clustering), clustering, "clustering")
 
 
