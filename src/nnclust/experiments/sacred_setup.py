@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -178,10 +179,23 @@ def _save_file_atomically(self, filename, target_name=None):
         raise
 
 
+_METRICS_LOCK = threading.Lock()
+_log_metrics_unlocked = FileStorageObserver.log_metrics
+
+
+def _log_metrics_locked(self, metrics_by_name, info):
+    # metrics.json is read, extended and rewritten. The heartbeat thread and the run's
+    # last beat can be in here together when an observer before this one is slow (a
+    # MongoDB server timing out), and one of them would overwrite the other's points.
+    with _METRICS_LOCK:
+        _log_metrics_unlocked(self, metrics_by_name, info)
+
+
 # Every folder store in the process writes atomically, whether it is ours or the plain
 # FileStorageObserver that grids and tests attach.
 FileStorageObserver.save_json = _save_json_atomically
 FileStorageObserver.save_file = _save_file_atomically
+FileStorageObserver.log_metrics = _log_metrics_locked
 
 
 def record_stores(run) -> dict:
