@@ -91,32 +91,48 @@ def observer(spec: str):
     repairs it, which the run also prints), so it is not taken for a whole copy.
     """
     from sacred.observers import MongoObserver
+    from sacred.serializer import flatten
 
     class _Observer(MongoObserver):
         lost: dict
 
         def started_event(self, *args, **kwargs):
             self.lost = {"metric_points": 0, "artifacts": []}
+            self.down = False
             return super().started_event(*args, **kwargs)
 
+        # After the first failed write the server counts as gone for the rest of the run
+        # (only the end-of-run save tries again): each write would otherwise wait out its
+        # timeout inside Sacred's heartbeat, and hold up the folder store behind it.
         def log_metrics(self, metrics_by_name, info):
             import pymongo.errors
 
             # One metric at a time: Sacred hands each point over once, so the ones that
-            # fail are counted as lost, and observing goes on.
+            # fail are counted as lost.
             for name, series in metrics_by_name.items():
-                try:
-                    super().log_metrics({name: series}, info)
-                except pymongo.errors.PyMongoError:
-                    self.lost["metric_points"] += len(series["values"])
+                if not self.down:
+                    try:
+                        super().log_metrics({name: series}, info)
+                        continue
+                    except pymongo.errors.PyMongoError:
+                        self.down = True
+                self.lost["metric_points"] += len(series["values"])
+
+        def heartbeat_event(self, info, captured_out, beat_time, result):
+            if not self.down:
+                super().heartbeat_event(info, captured_out, beat_time, result)
+            else:  # kept for the end-of-run save
+                self.run_entry.update(info=flatten(info), captured_out=captured_out, heartbeat=beat_time)
 
         def artifact_event(self, name, filename, metadata=None, content_type=None):
             import pymongo.errors
 
-            try:
-                super().artifact_event(name, filename, metadata, content_type)
-            except pymongo.errors.PyMongoError:
-                self.lost["artifacts"].append(name)
+            if not self.down:
+                try:
+                    return super().artifact_event(name, filename, metadata, content_type)
+                except pymongo.errors.PyMongoError:
+                    self.down = True
+            self.lost["artifacts"].append(name)
 
         def _mark_if_incomplete(self):
             if self.lost["metric_points"] or self.lost["artifacts"]:
