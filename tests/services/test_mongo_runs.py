@@ -77,7 +77,8 @@ def test_mongo_run_reference_loads_the_checkpoint_from_gridfs(mongod, db_name, t
     from_mongo = run_with(spectral_cluster_model, [], model=ref, num_clusters=3, plot=False, seed=1)
     from_folder = run_with(spectral_cluster_model, [], model="training_runs/1", num_clusters=3, plot=False, seed=1)
     assert from_mongo.result["ncut"] == from_folder.result["ncut"]
-    assert from_mongo.result["checkpoint"].startswith(os.path.join("models", "mongo", db_name, "1"))
+    cached = os.path.join("models", "mongo", f"127.0.0.1_{mongod.port}", db_name, "1")
+    assert from_mongo.result["checkpoint"].startswith(cached)
     with pytest.raises(ValueError, match="no run 7"):
         run_with(spectral_cluster_model, [], model=f"mongo:127.0.0.1:{mongod.port}:{db_name}:7", plot=False)
 

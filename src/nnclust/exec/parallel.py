@@ -12,8 +12,10 @@ shuffle's 90 ms.
 
 from __future__ import annotations
 
+import os
 import pickle
-import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -22,11 +24,41 @@ import cloudpickle
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from nnclust.core import scratch as scratch_dirs
+
 CONNECT_TIMEOUT = "10s"  # how long to wait for a Dask scheduler before giving up
 
 # In a joblib worker: the shared payload last loaded, by the path of its file. Workers
 # outlive a map (joblib reuses them), so one entry bounds what an idle worker holds.
 _loaded: dict[str, object] = {}
+
+
+_watching: list[int] = []
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the process that started the map is gone.
+
+    joblib's workers otherwise outlive a parent killed outright (SIGKILL, a lost
+    session) by minutes, finishing tasks whose results nobody will read. Checked by a
+    daemon thread twice a second, started once per worker, with its first task."""
+    if _watching or parent == os.getpid():  # already watching; or running in the parent itself
+        return
+    _watching.append(parent)
+    reparented = os.getppid() == parent  # a direct child: the parent's death changes our ppid
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if (os.getppid() != parent) if reparented else not scratch_dirs.alive(parent):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nnclust-parent-watch", daemon=True).start()
+
+
+def _watched(fn: Callable, parent: int, *args):
+    _exit_with_parent(parent)
+    return fn(*args)
 
 
 def _shared_from_file(path: str):
@@ -79,14 +111,15 @@ def _dask_map(fn: Callable, items: list, address: str, bar, counts: list, shared
 
 
 def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, shared: tuple) -> list:
-    with tempfile.TemporaryDirectory(prefix="nnclust-shared-") as tmp:
+    parent = os.getpid()
+    with scratch_dirs.make("shared") as tmp:
         if shared:
             path = Path(tmp) / "shared.pkl"
             # cloudpickle, as joblib sends tasks: the payload may hold classes defined in a script
             path.write_bytes(cloudpickle.dumps(shared[0], protocol=pickle.HIGHEST_PROTOCOL))
-            tasks = (delayed(_call_with_shared_file)(fn, str(path), x) for x in items)
+            tasks = (delayed(_watched)(_call_with_shared_file, parent, fn, str(path), x) for x in items)
         else:
-            tasks = (delayed(fn)(x) for x in items)
+            tasks = (delayed(_watched)(fn, parent, x) for x in items)
         out = []
         try:
             for r, count in zip(Parallel(n_jobs=n_jobs, return_as="generator")(tasks), counts):

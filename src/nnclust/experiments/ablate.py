@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ import numpy as np
 from nnclust.clustering.lesions import LESION_MODES, layer_groups, lesion_keep_masks, null_statistics, random_unit_set
 from nnclust.core import seeding
 from nnclust.core.constraints import Boolean, Check, Interval, Options
-from nnclust.storage import paths
+from nnclust.storage import paths, records
 from nnclust.storage.refs import RunReferenceError, load_model_ref, resolve_model
 from nnclust.structure.graph import GRAPH_DEFAULTS, build_graph
 
@@ -50,18 +49,31 @@ def load_clustering(ref: str) -> ClusteringRun:
     run_file, config_file = folder / "run.json", folder / "config.json"
     if not run_file.is_file() or not config_file.is_file():
         raise RunReferenceError(f"clustering={ref!r} is not a run folder (no run.json and config.json there)")
-    run, config = json.loads(run_file.read_text()), json.loads(config_file.read_text())
+    try:
+        run, config = records.read_run(folder), records.read_config(folder)
+    except records.DamagedRecordError as exc:
+        raise RunReferenceError(f"clustering={ref!r}: {exc}") from None
     result = run.get("result")
     if not isinstance(result, dict) or "labels" not in result:
         raise RunReferenceError(
             f"clustering={ref!r} holds no cluster labels (status {run.get('status', 'unknown')}); "
             "pass a completed run of spectral_cluster_model.py"
         )
-    labels = np.asarray(result["labels"], dtype=np.int64)
+    try:
+        labels = np.asarray(result["labels"], dtype=np.int64)
+        graph = {**GRAPH_DEFAULTS, **config.get("graph", {})}
+    except (TypeError, ValueError, OverflowError):
+        raise RunReferenceError(
+            f"clustering={ref!r}: its labels or graph options are not what a clustering run stores"
+        ) from None
+    if labels.ndim != 1:
+        raise RunReferenceError(f"clustering={ref!r}: its labels are not a list of integers")
     if not (labels >= 0).any():
         raise ValueError(f"clustering={ref!r} has every node removed: there is no cluster to lesion")
-    graph = {**GRAPH_DEFAULTS, **config.get("graph", {})}
-    return ClusteringRun(folder, labels, graph, config.get("model"), result.get("checkpoint"))
+    model, checkpoint = config.get("model"), result.get("checkpoint")
+    if not isinstance(model, str | None) or not isinstance(checkpoint, str | None):
+        raise RunReferenceError(f"clustering={ref!r}: its model or checkpoint is not a reference")
+    return ClusteringRun(folder, labels, graph, model, checkpoint)
 
 
 def test_data_of(checkpoint: Path):
@@ -75,15 +87,21 @@ def test_data_of(checkpoint: Path):
             f"'{checkpoint}' is not inside a training run folder, so its test data is unknown; "
             "point model= (or the clustering's model) at a training run, e.g. training_runs/1"
         )
-    config = json.loads(config_file.read_text())
-    result = json.loads(run_file.read_text()).get("result") or {}
-    if "dataset" not in config or "data_seed" not in result:
+    try:
+        config, result = records.read_config(checkpoint.parent), records.read_run(checkpoint.parent).get("result") or {}
+    except records.DamagedRecordError as exc:
+        raise RunReferenceError(str(exc)) from None
+    if not isinstance(result, dict) or not isinstance(config.get("dataset"), dict) or "data_seed" not in result:
         raise RunReferenceError(
             f"training run '{checkpoint.parent}' does not record its dataset and data_seed (older or "
             "unfinished run), so its test split cannot be rebuilt; retrain it with this version"
         )
     dataset = dict(config["dataset"])
-    name = dataset.pop("name")
+    name = dataset.pop("name", None)
+    if type(result["data_seed"]) is not int or not isinstance(config.get("data_root", ""), str):
+        raise RunReferenceError(
+            f"training run '{checkpoint.parent}' records a data_seed or data_root of the wrong type"
+        )
     seed = seeding.int_seed(result["data_seed"], "data_split")
     return load_dataset(name, root=config.get("data_root", "datasets"), seed=seed, **dataset)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from nnclust.core import scratch as scratch_dirs
+
 _SCRATCH: tempfile.TemporaryDirectory | None = None
 
 
@@ -15,8 +17,8 @@ def scratch(prefix: str) -> Path:
     only after the run has returned.
     """
     global _SCRATCH
-    if _SCRATCH is None:
-        _SCRATCH = tempfile.TemporaryDirectory(prefix="nnclust-")
+    if _SCRATCH is None or not Path(_SCRATCH.name).is_dir():
+        _SCRATCH = scratch_dirs.make("run")
     return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH.name))
 
 

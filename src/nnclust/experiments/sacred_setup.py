@@ -3,11 +3,15 @@ folder observer, and output capture that keeps progress bars readable."""
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -18,12 +22,15 @@ from sacred import SETTINGS, Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
 from sacred.utils import apply_backspaces_and_linefeeds, recursive_update  # noqa: E402
 
-from nnclust.core.constraints import unset_required, validate  # noqa: E402
-from nnclust.storage import paths  # noqa: E402
+from nnclust.core.constraints import ConfigError, unset_required, validate  # noqa: E402
+from nnclust.experiments import config_input  # noqa: E402
+from nnclust.storage import paths, records  # noqa: E402
 
 # "sys" capture instead of the default file-descriptor capture: joblib worker processes
 # inherit the descriptors and would keep Sacred's tee process waiting at run end.
 SETTINGS.CAPTURE_MODE = "sys"
+# Config files and command-line values are read as plain data, never as jsonpickle or pickle.
+config_input.install()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -78,10 +85,11 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     `constraints`, `relations` and `sections` (see `nnclust.core.constraints.validate`)
     are checked by a config hook: on the final config, before a run is created, so a
     bad value fails in one message naming the key and leaves no run behind.
-    `config_updates(config) -> dict`, if given, runs first and its updates are applied
-    (e.g. a resumed run taking its predecessor's config).
+    `config_updates(config, run) -> dict`, if given, runs first and its updates are applied
+    (e.g. a resumed run taking its predecessor's config); `run` is False for commands that
+    only show the config (print_config), which need not find what a run would need.
     """
-    ex = Experiment(name, save_git_info=False)
+    ex = _Experiment(name, save_git_info=False)
     # Sacred takes the help text and the program name from the module that creates the
     # experiment, which is this one: point both at the script that called us.
     script = inspect.stack()[1].frame.f_globals
@@ -94,24 +102,26 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
 
     ex.get_usage = get_usage
     ex.pre_run_hook(lambda _run: _announce_stores(_run, record_stores(_run)))
-    if constraints or relations or sections:
 
-        def check_config(config, command_name, logger):
-            updates = config_updates(config) if config_updates else {}
-            full = recursive_update(config, updates)
-            missing = unset_required(full, constraints or {}) if command_name in INSPECTION_COMMANDS else {}
-            if not missing:
-                validate(full, constraints or {}, relations, sections)
-                return updates
-            # print_config shows a config whose required keys are unset, naming them; every
-            # other value is still checked.
-            rest = {k: c for k, c in (constraints or {}).items() if k not in missing}
-            validate(full, rest, (), sections)
-            needed = "; ".join(f"{k} ({d})" for k, d in missing.items())
-            print(f"note: a run needs {needed}", file=sys.stderr)
+    def check_config(config, command_name, logger):
+        runs = command_name == ex.default_command
+        updates = config_updates(config, runs) if config_updates else {}
+        final = recursive_update(config, updates)
+        check_seed(final.get("seed"))
+        missing = unset_required(final, constraints or {}) if command_name in INSPECTION_COMMANDS else {}
+        if not missing:
+            if constraints or relations or sections:
+                validate(final, constraints or {}, relations, sections)
             return updates
+        # print_config shows a config whose required keys are unset, naming them; every
+        # other value is still checked.
+        rest = {k: c for k, c in (constraints or {}).items() if k not in missing}
+        validate(final, rest, (), sections)
+        needed = "; ".join(f"{k} ({d})" for k, d in missing.items())
+        print(f"note: a run needs {needed}", file=sys.stderr)
+        return updates
 
-        ex.config_hook(check_config)
+    ex.config_hook(check_config)
     ex.logger = _logger()
     ex.captured_out_filter = apply_backspaces_and_linefeeds
     prefix = f"{name}."
@@ -123,6 +133,40 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
         elif "." not in stem and name == "train_model":
             ex.add_named_config(stem, str(path))
     return ex
+
+
+class _Experiment(Experiment):
+    """An experiment whose runs have their run references resolved once the config is
+    complete (Sacred's own checks and every config hook done) but before the run starts,
+    so before its observers make it a folder."""
+
+    def _create_run(self, command_name=None, *args, **kwargs):
+        run = super()._create_run(command_name, *args, **kwargs)
+        if (command_name or self.default_command) == self.default_command:  # not print_config
+            check_references(run.config)
+        return run
+
+
+def check_references(config) -> None:
+    """Resolve the run references of a config (``model``, ``models``, ``clustering``)
+    before the run gets a folder: a missing, unfinished or damaged run is then one line
+    and no FAILED run folder. MongoDB references are resolved by the run itself."""
+    from nnclust.storage.refs import RunReferenceError, completed_run, resolve_model
+
+    model, models, clustering = config.get("model"), config.get("models"), config.get("clustering")
+    for ref in ([model] if isinstance(model, str) else []) + (models if isinstance(models, list) else []):
+        if isinstance(ref, str) and ref and not ref.startswith("mongo:"):
+            resolve_model(ref)
+    if isinstance(clustering, str) and clustering and Path(clustering).is_dir():
+        if not (Path(clustering) / records.RUN).is_file():
+            raise RunReferenceError(f"clustering={clustering!r} is not a run folder (no run.json there)")
+        completed_run(Path(clustering), clustering, "clustering")
+
+
+def check_seed(seed) -> None:
+    """Sacred asserts an int seed only after the config is built, with a traceback."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed={seed!r}: the run seed must be an integer (e.g. seed=1)")
 
 
 class RunFolderObserver(FileStorageObserver):
@@ -140,6 +184,52 @@ class RunFolderObserver(FileStorageObserver):
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         return super().started_event(ex_info, command, host_info, start_time, config, meta_info, None)
+
+
+def _save_json_atomically(self, obj, filename):
+    # Sacred rewrites run.json in place (open "w", then write): a kill in between left
+    # it empty, and every reader of the folder failed on it.
+    from sacred.serializer import flatten
+
+    records.write_json(Path(self.dir) / filename, flatten(obj), sort_keys=True, indent=2)
+
+
+def _save_file_atomically(self, filename, target_name=None):
+    target_name = target_name or os.path.basename(filename)
+    if target_name in ("run.json", "config.json", "cout.txt", "metrics.json"):
+        raise FileExistsError(f"an artifact may not be named {target_name!r}: the folder store writes that file")
+    dest = Path(self.dir) / target_name
+    if Path(filename).resolve() == dest.resolve():
+        return
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=records.TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as out, open(filename, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_METRICS_LOCK = threading.Lock()
+_log_metrics_unlocked = FileStorageObserver.log_metrics
+
+
+def _log_metrics_locked(self, metrics_by_name, info):
+    # metrics.json is read, extended and rewritten. The heartbeat thread and the run's
+    # last beat can be in here together when an observer before this one is slow (a
+    # MongoDB server timing out), and one of them would overwrite the other's points.
+    with _METRICS_LOCK:
+        _log_metrics_unlocked(self, metrics_by_name, info)
+
+
+# Every folder store in the process writes atomically, whether it is ours or the plain
+# FileStorageObserver that grids and tests attach.
+FileStorageObserver.save_json = _save_json_atomically
+FileStorageObserver.save_file = _save_file_atomically
+FileStorageObserver.log_metrics = _log_metrics_locked
 
 
 def record_stores(run) -> dict:
@@ -225,10 +315,18 @@ def unknown_keys_message(exc) -> str | None:
     return f"unknown config key {', '.join(parts)}; valid keys are {valid}"
 
 
+# OS errors that the user fixes outside the program (space, permissions, a read-only disk).
+USER_OS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def is_user_error(exc: BaseException | None) -> bool:
+    return isinstance(exc, USER_ERRORS) or (isinstance(exc, OSError) and exc.errno in USER_OS_ERRNOS)
+
+
 def _print_error_briefly(print_traceback):
     def printer(*args, **kwargs):
         exc = sys.exc_info()[1]
-        if isinstance(exc, USER_ERRORS):
+        if is_user_error(exc):
             print(f"error: {exc}", file=sys.stderr)
             print("(run again with --debug for the traceback)", file=sys.stderr)
         else:
@@ -254,6 +352,8 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
     argv, spec = _pop_mongo_flag(list(sys.argv if argv is None else argv))
     argv, folder = _pop_folder_flag(argv)
     try:
+        # before Sacred parses anything: its parser turns a bad value into a traceback
+        config_input.check_command_line(argv)
         spec = spec or mongo.store_from_env()
         ex.observers.append(RunFolderObserver(str(folder or paths.run_dir(ex.path))))
         if spec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,12 @@ from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, ConfigError, Device, Interval, Options, Relation
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
+from nnclust.experiments.config_input import check_plain
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.pruning import CRITERIA, PRUNING_DEFAULTS, SCHEDULES, SCOPES
 from nnclust.regularizers import REGULARIZERS, build_regularizer
 from nnclust.regularizers.clusterability import CONFIG_DEFAULTS as CLUSTERABILITY_DEFAULTS
-from nnclust.storage import paths
+from nnclust.storage import paths, records
 from nnclust.storage.metric_log import DownsampledLog
 from nnclust.storage.refs import RunReferenceError
 from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
@@ -128,37 +128,70 @@ def auto_checkpoint_every(epochs: int) -> int:
     return max(1, epochs // 10) if epochs >= 10 else 0
 
 
-def load_resume_state(resume: str) -> dict:
-    """The saved training state of the run folder `resume` (its ``resume_state.pt``)."""
+def check_resumable(resume: str) -> Path:
+    """The resume point of run folder `resume`, or a RunReferenceError saying why there
+    is none (checked at config time, before the resumed run gets a folder)."""
     folder = Path(resume)
-    run_json = folder / "run.json"
-    if not run_json.is_file():
+    if not (folder / records.RUN).is_file():
         raise RunReferenceError(f"resume={resume}: '{folder}' is not a run folder (no run.json)")
-    status = json.loads(run_json.read_text()).get("status")
+    try:
+        status = records.status(folder)
+    except records.DamagedRecordError:
+        # A run killed while its record was rewritten: its resume point (checked by its
+        # own hash below) is what counts.
+        status = "unknown (damaged run.json)"
     if status == "COMPLETED":
         raise RunReferenceError(f"resume={resume}: that run COMPLETED; there is nothing to resume")
     path = folder / paths.RESUME_STATE
     if not path.is_file():
+        taken = folder / paths.RESUMED_BY
+        if taken.is_file():
+            raise RunReferenceError(
+                f"resume={resume}: that run was already resumed, as {taken.read_text().strip()}; "
+                "resume that run instead if it stopped too"
+            )
         raise RunReferenceError(
             f"resume={resume}: the run ({status}) saved no training state; it stopped before its first "
             "checkpoint or ran with checkpoint_every=0. Start it again instead."
         )
+    return path
+
+
+def load_resume_state(resume: str) -> dict:
+    """The saved training state of the run folder `resume` (its ``resume_state.pt``)."""
+    path = check_resumable(resume)
     from nnclust.nets.checkpoint import load_checkpoint  # torch, once there is a state to read
 
     extra = load_checkpoint(path).extra
-    return {"train": extra["train"], "log_history": extra["log_history"], "dense": extra["dense"]}
+    try:
+        return {"train": extra["train"], "log_history": extra["log_history"], "dense": extra["dense"]}
+    except (KeyError, TypeError):
+        raise RunReferenceError(f"resume={resume}: '{path}' is a checkpoint but not a training state") from None
 
 
-def resume_config(config: dict) -> dict:
+def retire_resume_point(resume: str, successor) -> None:
+    """Take the resume point of run folder `resume` out of use, once the run continuing
+    it (in folder `successor`) holds its own state: one stopped run is continued once.
+    The parent then names its successor."""
+    folder = Path(resume)
+    if (folder / paths.RESUME_STATE).is_file():
+        records.write_bytes(folder / paths.RESUMED_BY, f"{successor}\n".encode())
+        (folder / paths.RESUME_STATE).unlink(missing_ok=True)
+
+
+def resume_config(config: dict, run: bool = True) -> dict:
     """Config hook: ``resume=<run folder>`` takes that run's whole config (seed included),
-    so that the resumed run is the same experiment."""
+    so that the resumed run is the same experiment. The stored config is read as plain
+    data, like any config file; for a `run` (not print_config) the resume point must exist."""
     resume = config.get("resume")
     if not resume:
         return {}
-    path = Path(resume) / "config.json"
+    path = Path(resume) / records.CONFIG
     if not path.is_file():
         raise RunReferenceError(f"resume={resume}: no config.json there; point it at a training run folder")
-    old = json.loads(path.read_text())
+    old = check_plain(records.read_json(path), f"resume={resume}: '{path}'")
+    if run:
+        check_resumable(resume)
     return {k: v for k, v in old.items() if k not in ("resume", "__doc__")}
 
 
@@ -265,6 +298,8 @@ def train_job(
     def save_state(train_state: dict) -> None:
         extra = {"train": train_state, "log_history": {k: list(v) for k, v in history.items()}, "dense": dense}
         save_checkpoint(folder / paths.RESUME_STATE, net, arch, pruner.masks, extra)
+        if resume:  # this run now holds a resume point of its own
+            retire_resume_point(resume, folder)
 
     pruner = MagnitudePruning(
         pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["scope"], pruning["schedule"], save_dense,
@@ -293,6 +328,8 @@ def train_job(
     add_artifact(run, tmp, paths.TRAINING_CURVES, figures.training_curves(history))
     if folder is not None:  # finished: the checkpoints above replace the resume point
         (folder / paths.RESUME_STATE).unlink(missing_ok=True)
+    if resume:
+        retire_resume_point(resume, folder if folder is not None else "a run without a folder")
     return {
         "test_accuracy": test_acc,
         "test_loss": test_loss,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnclust.storage import paths
+from nnclust.storage import paths, records
 
 NORMALIZE_EXPERIMENT = "normalize_model"
 # Experiments whose runs derive a model from a parent (info parent, normalizer, checkpoint_sha256).
@@ -66,10 +67,6 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def runs_from_folder(folder) -> list[StoredRun]:
     """The runs of a folder store (``normalized_models``, ``training_runs``)."""
     folder = Path(folder)
@@ -77,14 +74,18 @@ def runs_from_folder(folder) -> list[StoredRun]:
         raise FileNotFoundError(f"run folder '{folder}' does not exist; pass the folder of a run store")
     out = []
     for sub in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        run = _read(sub / "run.json")
-        if not run:
+        if not (sub / records.RUN).is_file():
+            continue
+        try:
+            run, info = records.read_run(sub), records.read_info(sub)
+        except records.DamagedRecordError as exc:
+            warnings.warn(f"left out of the tree: {exc}", stacklevel=2)  # the other runs still make a tree
             continue
         ckpts = {n: _sha((sub / n).read_bytes()) for n in paths.MODEL_ARTIFACTS if (sub / n).is_file()}
         out.append(
             StoredRun(
                 (run.get("experiment") or {}).get("name", ""), int(sub.name), run.get("status", ""),
-                _read(sub / "info.json"), run.get("result"), ckpts,
+                info, run.get("result"), ckpts,
             )
         )  # fmt: skip
     return out

@@ -9,9 +9,9 @@ run store alone. `derived_info` builds these entries as plain JSON values.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from nnclust.storage import records
 from nnclust.storage.refs import mongo_run
 
 
@@ -37,7 +37,10 @@ def _source_from(info: dict) -> dict | None:
     # Training and normalize runs record their data source in info["data"]. Runs from
     # before that have none: their split seed was Sacred's per-function seed, which the
     # config does not hold, so guessing it would mix training data into the probe.
-    return dict(info["data"]) if info.get("data") else None
+    data = info.get("data")
+    if data and not isinstance(data, dict):
+        raise records.DamagedRecordError(f"the run's info 'data' is a {type(data).__name__}, not a data source")
+    return dict(data) if data else None
 
 
 def data_source(ref: str) -> dict | None:
@@ -51,9 +54,8 @@ def data_source(ref: str) -> dict | None:
     folder = _run_folder_of(ref)
     if folder is None:
         return None
-    read = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
     # A folder store keeps a run's info in info.json (MongoDB in the run document).
-    return _source_from(read("info.json"))
+    return _source_from(records.read_info(folder))
 
 
 def parent_run(ref: str) -> str | None:

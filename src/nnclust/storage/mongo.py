@@ -70,6 +70,15 @@ def connect(spec: str):
     return client(spec)[db]
 
 
+# The info entry of a MongoDB run record that lost part of the run during an outage.
+INCOMPLETE_KEY = "incomplete_copy"
+
+
+def _repair_command(run_entry: dict) -> str:
+    folder = ((run_entry.get("info") or {}).get("stores") or {}).get("folder", {}).get("path") or "<run folder>"
+    return f"python -m nnclust.storage.mongo_import {folder}"
+
+
 def observer(spec: str):
     """A Sacred MongoObserver for the store (checked reachable first).
 
@@ -77,10 +86,77 @@ def observer(spec: str):
     OUTAGE_TIMEOUT_MS instead of pymongo's 30 s, and the end-of-run save is tried
     twice, not ten times: the run finishes promptly, its folder copy is complete, and
     `python -m nnclust.storage.mongo_import <run folder>` completes the MongoDB record later.
+    Metrics and artifacts that could not be written are counted; a record that lost
+    any is marked ``info.incomplete_copy`` (what was lost, and the command that
+    repairs it, which the run also prints), so it is not taken for a whole copy.
     """
     from sacred.observers import MongoObserver
+    from sacred.serializer import flatten
 
     class _Observer(MongoObserver):
+        lost: dict
+
+        def started_event(self, *args, **kwargs):
+            self.lost = {"metric_points": 0, "artifacts": []}
+            self.down = False
+            return super().started_event(*args, **kwargs)
+
+        # After the first failed write the server counts as gone for the rest of the run
+        # (only the end-of-run save tries again): each write would otherwise wait out its
+        # timeout inside Sacred's heartbeat, and hold up the folder store behind it.
+        def log_metrics(self, metrics_by_name, info):
+            import pymongo.errors
+
+            # One metric at a time: Sacred hands each point over once, so the ones that
+            # fail are counted as lost.
+            for name, series in metrics_by_name.items():
+                if not self.down:
+                    try:
+                        super().log_metrics({name: series}, info)
+                        continue
+                    except pymongo.errors.PyMongoError:
+                        self.down = True
+                self.lost["metric_points"] += len(series["values"])
+
+        def heartbeat_event(self, info, captured_out, beat_time, result):
+            if not self.down:
+                super().heartbeat_event(info, captured_out, beat_time, result)
+            else:  # kept for the end-of-run save
+                self.run_entry.update(info=flatten(info), captured_out=captured_out, heartbeat=beat_time)
+
+        def artifact_event(self, name, filename, metadata=None, content_type=None):
+            import pymongo.errors
+
+            if not self.down:
+                try:
+                    return super().artifact_event(name, filename, metadata, content_type)
+                except pymongo.errors.PyMongoError:
+                    self.down = True
+            self.lost["artifacts"].append(name)
+
+        def _mark_if_incomplete(self):
+            if self.lost["metric_points"] or self.lost["artifacts"]:
+                repair = _repair_command(self.run_entry)
+                self.run_entry.setdefault("info", {})[INCOMPLETE_KEY] = {**self.lost, "repair": repair}
+                print(
+                    f"MongoDB at {redact(url)} missed {self.lost['metric_points']} metric point(s) and "
+                    f"artifact(s) {self.lost['artifacts']} of run {self.run_entry.get('_id')} during an outage; "
+                    f"its record there is marked incomplete. Repair it with `{repair}`",
+                    file=sys.stderr,
+                )
+
+        def completed_event(self, stop_time, result):
+            self._mark_if_incomplete()
+            super().completed_event(stop_time, result)
+
+        def interrupted_event(self, interrupt_time, status):
+            self._mark_if_incomplete()
+            super().interrupted_event(interrupt_time, status)
+
+        def failed_event(self, fail_time, fail_trace):
+            self._mark_if_incomplete()
+            super().failed_event(fail_time, fail_trace)
+
         def final_save(self, attempts):
             import pymongo.errors
 
@@ -91,7 +167,7 @@ def observer(spec: str):
                 # folder store already holds the whole run, so say where to look.
                 print(
                     f"MongoDB at {redact(url)} was unreachable at the end of the run; the run folder "
-                    "holds all of it: upload it with `python -m nnclust.storage.mongo_import <run folder>`",
+                    f"holds all of it: upload it with `{_repair_command(self.run_entry)}`",
                     file=sys.stderr,
                 )
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import mimetypes
 from pathlib import Path
 
-from nnclust.storage import mongo
+from nnclust.storage import mongo, records
 
 _RUN_FILES = {"run.json", "config.json", "metrics.json", "info.json", "cout.txt"}
 
@@ -27,8 +26,18 @@ def _time(value):
 
 
 def _read(folder: Path, name: str, default):
-    path = folder / name
-    return json.loads(path.read_text()) if path.is_file() else default
+    return records.read_json(folder / name, default) if (folder / name).is_file() or default is not None else None
+
+
+def _confined(folder: Path, name) -> None:
+    """Refuse an artifact name that leads out of its run folder: the record is data, and
+    an absolute or ``../`` name would upload any file of this machine."""
+    inside = isinstance(name, str) and name and not Path(name).is_absolute() and ".." not in Path(name).parts
+    if not inside or not (folder / name).resolve().is_relative_to(folder.resolve()):
+        raise ValueError(
+            f"'{folder / records.RUN}' names artifact {name!r}, which lies outside its run folder; "
+            "refusing to upload it (fix or remove that entry)"
+        )
 
 
 def run_folders(paths) -> list[Path]:
@@ -51,9 +60,12 @@ def import_run(folder: str | Path, spec: str) -> int:
     import pymongo
 
     folder = Path(folder)
-    run = _read(folder, "run.json", None)
-    if run is None:
+    if not (folder / records.RUN).is_file():
         raise FileNotFoundError(f"'{folder}' holds no run.json")
+    run = records.read_run(folder)
+    names = [name for name in run.get("artifacts") or [] if name not in _RUN_FILES]
+    for name in names:
+        _confined(folder, name)
     db = mongo.connect(spec)
     start = _time(run.get("start_time"))
     # BSON keeps milliseconds, the folder store microseconds: match within 1 ms.
@@ -91,9 +103,9 @@ def import_run(folder: str | Path, spec: str) -> int:
         artifacts = list(existing.get("artifacts", []))
     fs = gridfs.GridFS(db)
     have = {a["name"] for a in artifacts}
-    for name in run.get("artifacts", []):
+    for name in names:
         path = folder / name
-        if name in have or not path.is_file() or name in _RUN_FILES:
+        if name in have or not path.is_file():
             continue
         with path.open("rb") as f:
             file_id = fs.put(f, filename=f"artifact://runs/{run_id}/{name}", content_type=mimetypes.guess_type(name)[0])

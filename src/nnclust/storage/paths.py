@@ -37,6 +37,8 @@ TRAINING_CURVES = "training_curves.png"
 FORGETTING_PLOT = "forgetting.png"
 # The whole training state, rewritten every few epochs, for resuming a stopped run.
 RESUME_STATE = "resume_state.pt"
+# In a stopped run that was resumed: the folder of the run that continued it.
+RESUMED_BY = "resumed_by.txt"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"
 LAYERED_DRAWING = "network_by_cluster.png"
 SHUFFLE_HISTOGRAM = "shuffle_histogram.png"

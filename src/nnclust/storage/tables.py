@@ -11,18 +11,22 @@ shuffled n-cuts) are kept as Python lists.
 from __future__ import annotations
 
 import datetime
-import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
+
+from nnclust.storage import records
 
 MONGO_PREFIXES = ("mongodb://", "mongodb+srv://")
 # A RUNNING run whose last heartbeat (Sacred beats every 10 s) is older than this was
 # killed without a word (SIGKILL, a lost machine): it is shown as DIED, as Omniboard's
 # "probably dead" does.
 DIED_AFTER_S = 120.0
+# The status of a run whose record cannot be read; its row's ``damaged`` says why.
+DAMAGED = "DAMAGED"
 
 
 def _as_datetime(value) -> datetime.datetime | None:
@@ -50,8 +54,10 @@ def status_of(run: Mapping, now: datetime.datetime | None = None, died_after: fl
     return status
 
 
-# Keys of a run's info that record lineage (written by the normalize experiment).
+# Keys of a run's info that record lineage (written by the normalize experiment), and
+# the mark of a MongoDB record that missed part of its run (storage.mongo).
 LINEAGE_KEYS = ("parent", "normalizer", "checkpoint_sha256")
+INFO_KEYS = (*LINEAGE_KEYS, "incomplete_copy")
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict:
@@ -81,22 +87,29 @@ def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list], inf
     elif result is not None:
         row["result"] = result
     row.update({f"metric.{name}": values[-1] for name, values in metrics.items() if values})
-    row.update(flatten({k: v for k, v in (info or {}).items() if k in LINEAGE_KEYS}, "info."))
+    row.update(flatten({k: v for k, v in (info or {}).items() if k in INFO_KEYS}, "info."))
     return row
 
 
-def _folder_rows(folder: Path) -> Iterable[dict]:
+def _run_dirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"run folder '{folder}' does not exist")
-    subdirs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-    for sub in subdirs:
-        if not (sub / "run.json").is_file():
+    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _folder_rows(folder: Path) -> Iterable[dict]:
+    for sub in _run_dirs(folder):
+        if not (sub / records.RUN).is_file():
             continue
-        run = json.loads((sub / "run.json").read_text())
-        config = json.loads((sub / "config.json").read_text()) if (sub / "config.json").is_file() else {}
-        metrics_path = sub / "metrics.json"
-        raw = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        info = json.loads((sub / "info.json").read_text()) if (sub / "info.json").is_file() else {}
+        try:
+            run = records.read_run(sub)
+            config = records.read_config(sub, required=False)
+            raw = records.read_metrics(sub)
+            info = records.read_info(sub)
+        except records.DamagedRecordError as exc:
+            # One damaged run is shown as such; the others are still read.
+            yield {"run_id": int(sub.name), "status": DAMAGED, "damaged": str(exc)}
+            continue
         yield _row(int(sub.name), run, config, {k: v.get("values", []) for k, v in raw.items()}, info)
 
 
@@ -193,21 +206,33 @@ def mark_died(source: str | os.PathLike, died_after: float = DIED_AFTER_S) -> li
                 db.runs.update_one({"_id": run["_id"], "status": "RUNNING"}, {"$set": {"status": "DIED"}})
                 marked.append(run["_id"])
         return marked
-    folder = Path(source)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"run folder '{folder}' does not exist")
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()):
-        path = sub / "run.json"
+    for sub in _run_dirs(Path(source)):
+        path = sub / records.RUN
         if not path.is_file():
             continue
-        run = json.loads(path.read_text())
+        try:
+            run = records.read_run(sub)
+        except records.DamagedRecordError:
+            continue  # named by the table; nothing to mark in a record that cannot be read
         if run.get("status") == "RUNNING" and status_of(run, died_after=died_after) == "DIED":
             run["status"] = "DIED"
-            tmp = path.with_name(".run.json.tmp")
-            tmp.write_text(json.dumps(run, indent=2))
-            tmp.replace(path)  # atomic: a reader never sees half a record
+            records.write_json(path, run, indent=2)  # atomic: a reader never sees half a record
             marked.append(int(sub.name))
     return sorted(marked)
+
+
+def remove_debris(source: str | os.PathLike) -> list[Path]:
+    """Remove what interrupted writes left in the folders of runs that no longer write
+    (any status but RUNNING): temporary files of atomic writes. Returns them."""
+    removed = []
+    for sub in _run_dirs(Path(source)):
+        try:
+            stopped = records.status(sub) != "RUNNING"
+        except records.DamagedRecordError:
+            continue
+        if stopped:
+            removed.extend(records.remove_stale_temp(sub))
+    return removed
 
 
 def main(argv=None) -> None:
@@ -225,7 +250,12 @@ def main(argv=None) -> None:
     if args.mark_died:
         for src in args.sources:
             print(f"{src}: marked DIED: {mark_died(src) or 'none'}")
+            if not str(src).startswith(MONGO_PREFIXES):
+                removed = remove_debris(src)
+                print(f"{src}: removed {len(removed)} temporary file(s) of stopped runs")
     df = load_runs(args.sources, args.experiment, args.status)
+    for _, row in df[df["status"] == DAMAGED].iterrows() if "status" in df else ():
+        print(f"run {row['run_id']}: {row['damaged']}", file=sys.stderr)
     if args.columns != "all" and not df.empty:
         wanted = [c for c in args.columns.split(",") if c in df.columns]
         wanted += [c for c in df.columns if c.startswith("result.") and not isinstance(df[c].iloc[0], list)]

@@ -8,6 +8,7 @@ pass, or None to add nothing at this step (regularizers).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -159,6 +160,7 @@ def train(
             for k, v in state.metrics.items():
                 log(k, float(v), epoch)
         bar.set_postfix(loss=f"{test_loss:.3f}", acc=f"{test_acc:.3f}")
+        _check_finite(model, state.metrics["train_loss"], epoch, opt)
         if (
             checkpoint is not None
             and checkpoint_every > 0
@@ -169,6 +171,24 @@ def train(
         if state.stop:
             break
     return state
+
+
+class TrainingDivergedError(ValueError):
+    """The loss or the weights of a training run became NaN or infinite."""
+
+
+def _check_finite(model: nn.Module, train_loss: float, epoch: int, opt) -> None:
+    # A diverged run must stop as a failure: going on would store NaN checkpoints under
+    # a COMPLETED record (and a NaN resume point).
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if math.isfinite(train_loss) and not bad:
+        return
+    what = f"weights {bad[:3]}" if bad else f"the training loss ({train_loss})"
+    lr = opt.param_groups[0]["lr"]
+    raise TrainingDivergedError(
+        f"training diverged at epoch {epoch}: {what} became NaN or infinite (learning rate {lr:g}); "
+        "lower optimizer.lr (or the regularizer's lambda) and run again"
+    )
 
 
 def training_state(state: TrainState, sched, gen: torch.Generator, callbacks: Sequence) -> dict:
