@@ -9,6 +9,7 @@ run store alone. `derived_info` builds these entries as plain JSON values.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from nnclust.storage import records
