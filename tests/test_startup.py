@@ -2,6 +2,7 @@
 libraries (benchmarks/startup.py times them): every script, checked in a fresh process."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,29 +23,54 @@ REQUIRED = {
     "mix_models.py": ["models=['a.pt','b.pt']"],
     "normalize_model.py": ["model=a.pt"],
 }
-# Runs the script as `python src/<script> ARGS` would (its folder first on the path),
-# then prints the heavy modules that were imported.
+# Runs the script as `python src/<script> ARGS` would (its folder first on the path), once
+# per argument list, all in one fresh process: each run's output (file descriptors 1 and
+# 2, which Sacred's log handlers write to as well), its exit code, and the heavy modules
+# imported so far, so the first run that imports one is the one it is charged to.
 PROBE = (
-    "import runpy, sys; script = sys.argv[1]; sys.path.insert(0, script.rsplit('/', 1)[0]); "
-    "sys.argv = sys.argv[1:]\n"
-    "try:\n    runpy.run_path(script, run_name='__main__')\n"
-    "except SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
-    f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules), 'EXIT:' + str(code or 0))"
+    "import json, os, runpy, sys, tempfile\n"
+    "script, calls = sys.argv[1], json.loads(sys.argv[2]); sys.path.insert(0, os.path.dirname(script))\n"
+    "results = []\n"
+    "for args in calls:\n"
+    "    with tempfile.TemporaryFile('w+') as f:\n"
+    "        sys.stdout.flush(); sys.stderr.flush(); saved = os.dup(1), os.dup(2)\n"
+    "        os.dup2(f.fileno(), 1); os.dup2(f.fileno(), 2); sys.argv = [script, *args]\n"
+    "        try:\n            runpy.run_path(script, run_name='__main__'); code = 0\n"
+    "        except SystemExit as exc:\n            code = exc.code or 0\n"
+    "        sys.stdout.flush(); sys.stderr.flush(); os.dup2(saved[0], 1); os.dup2(saved[1], 2)\n"
+    "        f.seek(0); out = f.read()\n"
+    f"    results.append([out, code, [m for m in {HEAVY!r} if m in sys.modules]])\n"
+    "print(json.dumps(results))"
 )
 
 
-@pytest.fixture
-def run_script(tmp_path):
-    """Run a script in a fresh process (in an empty folder, where its observer may make
-    run folders); give (heavy modules imported, its output, its exit code)."""
+def _invocations(script: str) -> list[tuple[str, ...]]:
+    """Every argument list the tests below run `script` with."""
+    calls = [("--help",)]
+    if script in SACRED:
+        calls.append(("print_config", "with", "seed=3", *REQUIRED.get(script, [])))
+    if script in REQUIRED:
+        calls.append(("print_config",))
+    calls += [("print_config", "with", *updates) for name, updates, _ in BAD_CONFIGS if name == script]
+    return calls
+
+
+@pytest.fixture(scope="module")
+def run_script(tmp_path_factory):
+    """(heavy modules imported, output, exit code) of a script run with some arguments.
+    A script's runs happen together, in one fresh process in an empty folder (where its
+    observer may make run folders), the first time any of them is asked for."""
+    done: dict[str, dict] = {}
 
     def run(script: str, *args: str) -> tuple[str, str, int]:
-        cmd = [sys.executable, "-c", PROBE, str(ROOT / "src" / script), *args]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
-        assert out.returncode == 0, out.stderr
-        *lines, last = out.stdout.rstrip("\n").split("\n")
-        heavy, code = last.split()
-        return heavy.removeprefix("HEAVY:"), "\n".join(lines) + out.stderr, int(code.removeprefix("EXIT:"))
+        if script not in done:
+            calls = _invocations(script)
+            cmd = [sys.executable, "-c", PROBE, str(ROOT / "src" / script), json.dumps(calls)]
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path_factory.mktemp("probe"))
+            assert out.returncode == 0, out.stderr
+            results = json.loads(out.stdout.strip().splitlines()[-1])
+            done[script] = {tuple(c): (",".join(h), o, int(code)) for c, (o, code, h) in zip(calls, results)}
+        return done[script][tuple(args)]
 
     return run
 
