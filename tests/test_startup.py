@@ -173,3 +173,20 @@ def test_train_config_keys_are_the_scripts():
     from nnclust.experiments.train import CONFIG_KEYS
 
     assert set(CONFIG_KEYS) == set(_print_config("train_model.py", {}))
+
+
+@pytest.mark.parametrize("script", sorted(REQUIRED))
+def test_a_run_without_its_required_keys_fails_before_a_folder_exists(script, tmp_path):
+    """print_config may show a config with required keys unset; a run may not start."""
+    import importlib
+
+    from sacred.observers import FileStorageObserver
+
+    from nnclust.core.constraints import ConfigError
+    from nnclust.exec.grid import run_in_process
+
+    key = REQUIRED[script][0].split("=")[0]
+    ex = importlib.import_module(script.removesuffix(".py")).ex
+    with pytest.raises(ConfigError, match=f"{key}=.* is not allowed"):
+        run_in_process(ex, [FileStorageObserver(str(tmp_path / "runs"))], {})
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
