@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -201,16 +200,8 @@ def _save_file_atomically(self, filename, target_name=None):
     dest = Path(self.dir) / target_name
     if Path(filename).resolve() == dest.resolve():
         return
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=records.TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as out, open(filename, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(filename, "rb") as src:
+        records.write_atomically(dest, lambda out: shutil.copyfileobj(src, out))
 
 
 _METRICS_LOCK = threading.Lock()

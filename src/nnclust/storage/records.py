@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 RUN = "run.json"
@@ -107,13 +107,15 @@ def write_json(path: str | os.PathLike, obj, **dump_options) -> Path:
     return write_bytes(path, text.encode())
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file, fsync, rename)."""
+def write_atomically(path: str | os.PathLike, write: Callable) -> Path:
+    """Create `path` through ``write(f)`` on a binary temporary file beside it, fsync it
+    and rename it over `path`: a reader sees the old file or the whole new one, and a
+    failure leaves no temporary file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -121,6 +123,11 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (`write_atomically`)."""
+    return write_atomically(path, lambda f: f.write(data))
 
 
 def temp_files(folder: str | os.PathLike) -> list[Path]:
