@@ -8,6 +8,17 @@ import pytest
 
 from services import start_mongod, stop_mongod
 
+# A small training run that the MongoDB tests store (3 epochs on moons, pruned to 50%).
+MOONS = {
+    "dataset": {"name": "moons", "n_samples": 200},
+    "model": {"name": "mlp", "hidden": [10]},
+    "epochs": 3,
+    "batch_size": 32,
+    "pruning": {"final_sparsity": 0.5, "num_pruning_epochs": 2},
+    "progress": False,
+    "seed": 4,
+}
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "omniboard: starts a real Omniboard (npm-installs it on first use)")

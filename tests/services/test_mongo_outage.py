@@ -17,15 +17,7 @@ from nnclust.storage import mongo, paths, records
 from nnclust.storage.mongo_import import import_run
 from nnclust.storage.tables import load_runs
 
-MOONS = {
-    "dataset": {"name": "moons", "n_samples": 200},
-    "model": {"name": "mlp", "hidden": [10]},
-    "epochs": 3,
-    "batch_size": 32,
-    "pruning": {"final_sparsity": 0.5, "num_pruning_epochs": 2},
-    "progress": False,
-    "seed": 4,
-}
+from .conftest import MOONS
 
 
 class _Outage:

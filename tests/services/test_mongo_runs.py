@@ -25,18 +25,9 @@ from nnclust.storage.mongo_import import import_run
 from nnclust.storage.tables import load_runs
 from services import start_mongod, stop_mongod
 
-from .conftest import free_port
+from .conftest import MOONS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-MOONS = {
-    "dataset": {"name": "moons", "n_samples": 200},
-    "model": {"name": "mlp", "hidden": [10]},
-    "epochs": 3,
-    "batch_size": 32,
-    "pruning": {"final_sparsity": 0.5, "num_pruning_epochs": 2},
-    "progress": False,
-    "seed": 4,
-}
 
 
 def run_with(module, observers, **config):
