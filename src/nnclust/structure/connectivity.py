@@ -82,7 +82,9 @@ def backward_reach(blocks: Sequence, targets: np.ndarray | None = None) -> list[
     return reach[::-1]
 
 
-def constant_activations(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+def constant_activations(
+    weights: Sequence[np.ndarray], biases: Sequence[np.ndarray | None], fed: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
     """The constant ReLU activation of every hidden unit that no input reaches.
 
     A unit that is not in-connected sees only other not-in-connected units, so its
@@ -93,12 +95,13 @@ def constant_activations(weights: Sequence[np.ndarray], biases: Sequence[np.ndar
     ----------
     weights : (n_out, n_in) fc weight arrays in forward order (zeros are pruned).
     biases : (n_out,) arrays or None, one per layer.
+    fed : `forward_reach(weights)`, when the caller has it.
 
     Returns
     -------
     One float array per hidden node group (groups 1 .. L-1), NaN for in-connected units.
     """
-    fed = forward_reach(weights)
+    fed = forward_reach(weights) if fed is None else fed
     const_prev = np.zeros(weights[0].shape[1])  # inputs: in-connected, contribute nothing here
     out = []
     for g, (w, b) in enumerate(zip(weights[:-1], biases[:-1]), start=1):
@@ -119,7 +122,7 @@ def constant_zero_units(
     ReLU(b + sum_v w_v c_v) = 0 (`constant_activations`). `fed` is `forward_reach(weights)`
     when the caller has it."""
     fed = forward_reach(weights) if fed is None else fed
-    const = constant_activations(weights, biases)
+    const = constant_activations(weights, biases, fed)
     zero = [np.zeros(weights[0].shape[1], bool)]
     zero += [~fed[g] & ~(np.nan_to_num(c, nan=0.0) > 0) for g, c in enumerate(const, start=1)]
     zero.append(np.zeros(weights[-1].shape[0], bool))

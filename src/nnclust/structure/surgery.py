@@ -120,6 +120,6 @@ def compact_layers(layers: Sequence[WeightLayer]) -> Removal:
     weights = [lay.weight for lay in layers]
     fed = forward_reach(weights)
     feeds = backward_reach(weights)
-    constants = constant_activations(weights, [lay.bias for lay in layers])
+    constants = constant_activations(weights, [lay.bias for lay in layers], fed)
     remove = [~(fed[g] & feeds[g]) for g in range(1, len(layers))]
     return fold_and_remove(layers, remove, constants)
