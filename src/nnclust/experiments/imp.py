@@ -204,12 +204,13 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
         unit_history.append(np.concatenate(analysis.pop("_unit_codes")))
         bias_history.append(np.concatenate([lay.bias for lay in lays[:-1]]))
         analysis.pop("unit_states")
+        biases = int(sum(np.count_nonzero(lay.bias) for lay in lays))
         entry = {
             "prunable_params": count_kept(masks),
             "weights_remaining": int(sum(np.count_nonzero(lay.weight) for lay in lays)),
-            "biases_remaining": int(sum(np.count_nonzero(lay.bias) for lay in lays)),
+            "biases_remaining": biases,
             # parameters IMP never prunes (the biases, with imp.prune_biases=False) still nonzero
-            "non_prunable_params": 0 if imp["prune_biases"] else int(sum(np.count_nonzero(lay.bias) for lay in lays)),
+            "non_prunable_params": 0 if imp["prune_biases"] else biases,
             "test_loss": float(test_loss),
             "test_accuracy": float(test_acc),
             "task_accuracy": [float(a) for a in task_acc],
