@@ -253,6 +253,11 @@ def test_the_readme_is_a_front_page_linking_every_page_and_script():
         assert f"(docs/{page.name}" in readme, f"docs/{page.name} is not linked from the README"
 
 
+def test_the_docs_home_page_mirrors_the_readme_opening():
+    opening = PAGES["README.md"].split("\n## ")[0]
+    assert PAGES["docs/index.md"].startswith(opening), "copy the README before its first section to docs/index.md"
+
+
 def test_links_to_the_pages_name_existing_pages_and_headings():
     links = [(page, target) for page, text in PAGES.items() for target in re.findall(r"\]\(([^)\s]+)\)", text)]
     local = [(page, target) for page, target in links if not re.match(r"^\w+://", target)]
