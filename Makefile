@@ -12,7 +12,7 @@ export PIP_FIND_LINKS ?= /opt/wheels
 MONGO_PORT ?= 27017
 OMNIBOARD_PORT ?= 9000
 
-.PHONY: run test env lint services system-deps mongo-up mongo-down omniboard omniboard-down clean-runs
+.PHONY: run test env lint docs services system-deps mongo-up mongo-down omniboard omniboard-down clean-runs
 
 $(PY): Pipfile Pipfile.lock
 	@command -v pipenv >/dev/null || $(PYTHON) -m pip install --quiet pipenv
@@ -26,6 +26,10 @@ run: $(PY)
 
 lint: $(PY)
 	$(VENV)/bin/pre-commit run --all-files
+
+# the pages under docs/ as a site in site/ (open site/index.html); a broken link is an error
+docs: $(PY)
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # Debian libraries of mongod and the headless browser of the Omniboard test
 system-deps:
