@@ -160,9 +160,10 @@ def test_a_killed_shuffle_study_resumes_to_the_same_result(point, tmp_path, worl
     assert computed == list(range(finished, SHUFFLE["num_shuffles"]))  # the finished ones are not redone
     successor = _resumed_once(shuffle_and_cluster, dead, paths.SHUFFLE_PROGRESS)
     assert (successor / paths.SHUFFLE_HISTOGRAM).stat().st_size > 0
-    assert json.loads((successor / "run.json").read_text())["result"] == json.loads(
-        (ref_folder / "run.json").read_text()
-    )["result"]
+    assert (
+        json.loads((successor / "run.json").read_text())["result"]
+        == json.loads((ref_folder / "run.json").read_text())["result"]
+    )
 
 
 def _same_checkpoint(a: Path, b: Path) -> None:
@@ -239,7 +240,8 @@ def test_a_study_skips_what_it_was_given_and_reports_the_rest(world):
     assert reported[0] == (None, [full["true_ncut"], *full["true_ncut_searches"]])
     assert reported[1:] == [(i, full["shuffled_ncuts"][i]) for i in (0, 2, 4)]
     truth = [full["true_ncut"], *full["true_ncut_searches"]]
-    again = study.shuffle_significance(layers, 3, 5, done=dict(enumerate(full["shuffled_ncuts"])), done_true=truth, **kw)
+    done = dict(enumerate(full["shuffled_ncuts"]))
+    again = study.shuffle_significance(layers, 3, 5, done=done, done_true=truth, **kw)
     assert again == full
     with pytest.raises(ValueError, match="done_true holds 2 n-cuts; 1 \\+ spread_searches is 3"):
         study.shuffle_significance(layers, 3, 5, done_true=truth[:2], **kw)
