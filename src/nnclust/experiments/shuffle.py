@@ -156,11 +156,15 @@ def shuffle_job(
     done, true_ncuts = load_progress(resume, num_shuffles, spread) if resume else ({}, None)
     folder = run_folder(run)
     saver = Progress(folder, done, true_ncuts, SAVE_EVERY, resume)
-    stats = shuffle_significance(
-        extract_layers(ckpt), num_clusters, num_shuffles, shuffle_method, seed=seed, n_init=n_init,
-        shuffle_n_init=shuffle_n_init, shuffle_bn=shuffle_bn, done=done, done_true=true_ncuts, on_result=saver,
-        **parallel, **graph,
-    )  # fmt: skip
+    try:
+        stats = shuffle_significance(
+            extract_layers(ckpt), num_clusters, num_shuffles, shuffle_method, seed=seed, n_init=n_init,
+            shuffle_n_init=shuffle_n_init, shuffle_bn=shuffle_bn, done=done, done_true=true_ncuts, on_result=saver,
+            **parallel, **graph,
+        )  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what finished since the last save
+        saver.save()
+        raise
     saver.save()  # every n-cut, before the figure: a kill from here on resumes with nothing left to compute
     if plot:
         from nnclust.viz import figures
