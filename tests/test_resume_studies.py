@@ -151,13 +151,14 @@ def test_a_killed_shuffle_study_resumes_to_the_same_result(point, tmp_path, worl
     _read_mark_and_clean(dead, capsys)
 
     computed = []
-    real = study._shuffled_graph
+    real, real_true = study._shuffled_graph, study._true_ncuts
     monkeypatch.setattr(study, "_shuffled_graph", lambda i, **kw: computed.append(i) or real(i, **kw))
+    monkeypatch.setattr(study, "_true_ncuts", lambda *a: computed.append("network") or real_true(*a))
     resumed = _in_process(shuffle_and_cluster, dead.parent, {"resume": str(dead)})
     ref_result, ref_folder = world["shuffle"]
     assert resumed.config["seed"] == SHUFFLE["seed"] and resumed.config["num_shuffles"] == SHUFFLE["num_shuffles"]
     assert resumed.result == ref_result  # floats compared exactly
-    assert computed == list(range(finished, SHUFFLE["num_shuffles"]))  # the finished ones are not redone
+    assert computed == list(range(finished, SHUFFLE["num_shuffles"]))  # the network and finished shuffles not redone
     successor = _resumed_once(shuffle_and_cluster, dead, paths.SHUFFLE_PROGRESS)
     assert (successor / paths.SHUFFLE_HISTOGRAM).stat().st_size > 0
     assert (
