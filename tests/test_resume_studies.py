@@ -248,6 +248,32 @@ def test_a_study_skips_what_it_was_given_and_reports_the_rest(world):
         study.shuffle_significance(layers, 3, 5, done_true=truth[:2], **kw)
 
 
+def test_a_gpu_study_skips_whole_batches_only(world, monkeypatch):
+    """On the GPU path a batch is solved whole or not at all, so every batch holds the
+    same shuffles as in an uninterrupted study (the CPU stands in for the GPU here)."""
+    import nnclust.clustering.batched as batched
+    from nnclust.nets.layers import extract_layers
+    from nnclust.storage.refs import load_model_ref
+
+    real, sizes = batched.batched_spectral_embeddings, []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        batched,
+        "batched_spectral_embeddings",
+        lambda a, k, device, **kw: sizes.append(len(a)) or real(a, k, "cpu", **kw),
+    )
+    layers = extract_layers(load_model_ref(str(world["train"]))[1])
+    kw = {"n_init": 3, "spread_searches": 2, "seed": 5, "progress": False, "device": "cuda", "batch_size": 2}
+    full = study.shuffle_significance(layers, 3, 5, **kw)
+    assert sizes == [2, 2, 1]
+    sizes.clear()
+    truth = [full["true_ncut"], *full["true_ncut_searches"]]
+    part = study.shuffle_significance(
+        layers, 3, 5, done=dict(enumerate(full["shuffled_ncuts"][:3])), done_true=truth, **kw
+    )
+    assert part == full and sizes == [2, 1]  # shuffles 0-1 skipped; 2-3 solved together again; 4
+
+
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_map_tasks_reports_each_result_as_it_arrives(n_jobs):
     seen = []
