@@ -18,6 +18,7 @@ import imp_experiment
 import shuffle_and_cluster
 import train_model
 from nnclust.clustering import study
+from nnclust.core import scratch
 from nnclust.exec.grid import run_in_process
 from nnclust.exec.parallel import map_tasks
 from nnclust.experiments.sacred_setup import RunFolderObserver
@@ -110,6 +111,8 @@ def _kill(tmp_path: Path, script: str, config: dict, kill: tuple) -> Path:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(SRC), "KILL_AT": target, "KILL_IF": needle, "KILL_COUNT": str(count)}
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
     proc = subprocess.run(
         [sys.executable, "-c", KILLER, str(SRC / script), "-F", str(tmp_path / "runs"), "with", str(cfg)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -118,9 +121,10 @@ def _kill(tmp_path: Path, script: str, config: dict, kill: tuple) -> Path:
     return tmp_path / "runs" / "1"
 
 
-def _read_mark_and_clean(dead: Path, capsys) -> None:
+def _read_mark_and_clean(dead: Path, capsys) -> list:
     """The table reads the dead run; --mark-died's steps record it DIED and remove the
-    temporary file of the write the kill cut short."""
+    temporary file of the write the kill cut short; the dead run's scratch folders (returned)
+    go too."""
     assert records.status(dead) == "RUNNING" and load_runs(dead.parent)["status"].tolist() == ["RUNNING"]
     debris = records.temp_files(dead)
     assert debris, sorted(p.name for p in dead.iterdir())
@@ -128,6 +132,10 @@ def _read_mark_and_clean(dead: Path, capsys) -> None:
     assert remove_debris(dead.parent) == debris and not records.temp_files(dead)
     main([str(dead.parent)])
     assert "DIED" in capsys.readouterr().out
+    scratch_root = dead.parents[1] / "tmp"
+    removed = scratch.remove_dead(scratch_root)
+    assert not any(scratch_root.iterdir())
+    return removed
 
 
 def _resumed_once(script, dead: Path, state: str) -> Path:
@@ -148,7 +156,8 @@ def test_a_killed_shuffle_study_resumes_to_the_same_result(point, tmp_path, worl
     finished = SHUFFLE_KILLS[point][3]
     saved = records.read_json(dead / paths.SHUFFLE_PROGRESS)
     assert sorted(map(int, saved["shuffles"])) == list(range(finished)) and len(saved["true_ncuts"]) == 3
-    _read_mark_and_clean(dead, capsys)
+    # the histogram's scratch exists only once every shuffle is done
+    assert bool(_read_mark_and_clean(dead, capsys)) == (point == "run.json rewrite")
 
     computed = []
     real, real_true = study._shuffled_graph, study._true_ncuts
@@ -179,7 +188,7 @@ def test_a_killed_imp_run_resumes_to_the_same_numbers(point, tmp_path, world, ca
     dead = _kill(tmp_path, "imp_experiment.py", IMP, IMP_KILLS[point])
     finished = IMP_KILLS[point][3]
     assert load_checkpoint(dead / paths.IMP_RESUME_STATE).extra["imp"]["level"] == finished - 1
-    _read_mark_and_clean(dead, capsys)
+    assert _read_mark_and_clean(dead, capsys)  # the level checkpoints' scratch
 
     import nnclust.training
 
