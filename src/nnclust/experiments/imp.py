@@ -114,7 +114,8 @@ def load_imp_state(resume: str, num_levels: int) -> tuple[dict, object]:
     ckpt = load_checkpoint(path)
     state = ckpt.extra.get("imp") if isinstance(ckpt.extra, dict) else None
     keys = {"level", "rewind_point", "torch_rng", "levels", "history", "unit_history", "bias_history", "epochs"}
-    if not isinstance(state, dict) or not keys <= set(state) or not 0 <= state["level"] < num_levels:
+    level = state.get("level") if isinstance(state, dict) else None
+    if not keys <= set(state or ()) or not isinstance(level, int) or not 0 <= level < num_levels:
         raise RunReferenceError(f"resume={resume}: '{path}' is a checkpoint but not the IMP state of this run")
     missing = [paths.imp_level_model(i) for i in range(state["level"] + 1)]
     missing = [name for name in missing if not (Path(resume) / name).is_file()]
