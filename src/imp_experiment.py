@@ -3,6 +3,7 @@ lifetimes and the task split at every level.
 
     python src/imp_experiment.py with imp.levels=8 imp.target_params=60 init.name=normal
     python src/imp_experiment.py with 'dataset.tasks=["moons", "circles", "moons"]' imp.extend=2
+    python src/imp_experiment.py with resume=imp_runs/3     # continue a killed run after its last level
 
 Runs are stored in imp_runs/<id>/ with a checkpoint per level, the state history and plots.
 """
@@ -10,7 +11,7 @@ Runs are stored in imp_runs/<id>/ with a checkpoint per level, the state history
 from nnclust.experiments import imp as body
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("imp_experiment", body.CONSTRAINTS, body.RELATIONS, body.SECTIONS)
+ex = make_experiment("imp_experiment", body.CONSTRAINTS, body.RELATIONS, body.SECTIONS, body.resume_config)
 
 
 @ex.config
@@ -33,13 +34,14 @@ def config():
     device = "cpu"
     progress = True
     num_threads = None  # torch CPU threads (None: torch's default; 1 is fastest for small MLPs)
+    resume = None  # a stopped run's folder, e.g. imp_runs/3: continue it (with its config) after its last level
 
 
 @ex.main
 def main(_run, _seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs, task_outputs,
-         device, progress, num_threads):  # fmt: skip
+         device, progress, num_threads, resume):  # fmt: skip
     return body.imp_job(_run, _seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs,
-                   task_outputs, device, progress, num_threads)  # fmt: skip
+                   task_outputs, device, progress, num_threads, resume)  # fmt: skip
 
 
 if __name__ == "__main__":

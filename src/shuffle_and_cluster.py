@@ -1,6 +1,7 @@
 """Compare a network's n-cut with the n-cuts of shuffled copies of its weights.
 
     python src/shuffle_and_cluster.py with model=training_runs/1 num_shuffles=100 shuffle_method=all
+    python src/shuffle_and_cluster.py with resume=shuffle_clust_runs/3    # finish a killed study
 
 Shuffle methods: all, nonzero, nonzero_resample. Runs go to shuffle_clust_runs/<id>/.
 """
@@ -8,7 +9,9 @@ Shuffle methods: all, nonzero, nonzero_resample. Runs go to shuffle_clust_runs/<
 from nnclust.experiments import shuffle
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
-ex = make_experiment("shuffle_and_cluster", shuffle.CONSTRAINTS, sections=shuffle.SECTIONS)
+ex = make_experiment(
+    "shuffle_and_cluster", shuffle.CONSTRAINTS, sections=shuffle.SECTIONS, config_updates=shuffle.resume_config
+)
 
 
 @ex.config
@@ -28,6 +31,7 @@ def config():
     graph = dict(shuffle.GRAPH_DEFAULTS)
     progress = True
     plot = True
+    resume = None  # a stopped run's folder, e.g. shuffle_clust_runs/3: finish its study (with its config)
 
 
 @ex.main
@@ -48,6 +52,7 @@ def main(_run, _seed, _config):
         cfg["shuffle_n_init"],
         cfg["graph"],
         cfg["plot"],
+        cfg["resume"],
         **settings,
     )
 

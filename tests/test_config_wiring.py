@@ -588,6 +588,10 @@ ENTRIES = {
             2, lambda rec: max(b["size"] for b in rec.get("gpu_batch", [{"size": None}])), base={"device": "cuda"}
         ),
         "progress": Execution(True, _map("progress")),
+        "resume": Elsewhere(
+            "tests/test_resume_studies.py::test_a_killed_shuffle_study_resumes_to_the_same_result",
+            "a study to resume must be killed mid-way; that test kills one and compares every number",
+        ),
     },
     "ablate_clusters": {
         "model": Result(W("unpruned_file"), raises="clustered '.*', but model="),
@@ -647,6 +651,10 @@ ENTRIES = {
         "device": Execution("cuda", lambda rec: sorted(set(rec.get("to", [])))),
         "init.bias_constant": Result(0.5, base={"init.bias": "constant"}),
         "imp.split_distance_threshold": Result(2.0),  # above the dense net's sqrt(2): level 0 counts
+        "resume": Elsewhere(
+            "tests/test_resume_studies.py::test_a_killed_imp_run_resumes_to_the_same_numbers",
+            "a run to resume must be killed mid-way; that test kills one and compares every number",
+        ),
     },
     "connectivity": {
         "model": Result(W("imp_level0")),

@@ -126,6 +126,12 @@ def project_like(tmp_path, monkeypatch):
         folder.mkdir(parents=True)
         (folder / "run.json").write_text(json.dumps({"status": status}))
         (folder / "config.json").write_text(json.dumps(config))
+    stopped = {"shuffle_clust_runs": {"model": "training_runs/1", "seed": 1}, "imp_runs": {"seed": 1}}
+    for store, config in stopped.items():  # the stopped runs that the resume= examples continue
+        folder = tmp_path / store / "3"
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": "INTERRUPTED"}))
+        (folder / "config.json").write_text(json.dumps(config))
     return tmp_path
 
 

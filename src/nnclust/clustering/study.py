@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import numpy as np
@@ -71,7 +71,16 @@ def _kmeans_task(item, num_clusters: int, n_init: int) -> np.ndarray:
 
 
 def _gpu_shuffled_ncuts(
-    shuffle: dict, num_shuffles: int, num_clusters: int, n_init: int, device: str, batch_size: int, n_jobs: int, bar
+    shuffle: dict,
+    num_shuffles: int,
+    num_clusters: int,
+    n_init: int,
+    device: str,
+    batch_size: int,
+    n_jobs: int,
+    bar,
+    done: Mapping[int, float],
+    on_result: Callable,
 ) -> list[float]:
     """The GPU path. The main process builds a batch of shuffled graphs and solves their
     eigenproblems in one batched ``eigh`` on `device`; k-means on the embeddings, most of
@@ -82,6 +91,10 @@ def _gpu_shuffled_ncuts(
     out = []
     for start in range(0, num_shuffles, batch_size):
         indices = range(start, min(start + batch_size, num_shuffles))
+        if all(i in done for i in indices):  # a resumed study; whole batches, so each batch stays the same
+            out.extend(done[i] for i in indices)
+            bar.update(len(indices))
+            continue
         graphs = [_shuffled_graph(i, **shuffle) for i in indices]
         seeds = [_kmeans_seed(shuffle["seed"], i) for i in indices]
         embeddings = batched_spectral_embeddings(
@@ -89,6 +102,8 @@ def _gpu_shuffled_ncuts(
         )
         labels = map_tasks(task, [(emb, s) for (_, emb), s in zip(embeddings, seeds)], n_jobs, progress=False)
         out.extend(ncut(g.adjacency, lab) for g, lab in zip(graphs, labels))
+        for i in indices:
+            on_result(i, out[i])
         bar.update(len(indices))
     return out
 
@@ -130,6 +145,9 @@ def shuffle_significance(
     device: str = "cpu",
     batch_size: int = 16,
     scheduler_address: str | None = None,
+    done: Mapping[int, float] | None = None,
+    done_true: Sequence[float] | None = None,
+    on_result: Callable | None = None,
     **graph_options,
 ) -> dict:
     """Cluster the network and `num_shuffles` shuffles of it; return `shuffle_statistics`.
@@ -146,6 +164,12 @@ def shuffle_significance(
     z (fewer starts raise the shuffled n-cuts and their spread). Both are recorded in
     the result, with ``true_ncut_sd``: the sample sd of the network's n-cut over
     `spread_searches` further independent searches (0: not measured, reported as None).
+
+    Resuming: `done` holds the n-cuts of shuffles already computed (by index) and
+    `done_true` the network's n-cuts (its own, then the spread searches'); they are not
+    computed again, and the result is that of a study that computed them. As work
+    finishes, ``on_result(i, ncut)`` gets shuffle i's n-cut and ``on_result(None,
+    true_ncuts)`` the network's, in this process.
     """
     shuffle_method(method)  # fail on an unknown name before any work
     if num_shuffles < 2:
@@ -170,22 +194,39 @@ def shuffle_significance(
     if spread_searches < 0 or spread_searches == 1:
         raise ValueError(f"spread_searches must be 0 (off) or >= 2 for a sample sd, got {spread_searches}")
     search = {"n_init": n_init, "shuffle_n_init": shuffle_n_init}
+    done = {int(i): x for i, x in (done or {}).items()}
+    if any(not 0 <= i < num_shuffles for i in done):
+        raise ValueError(f"done holds shuffle indices outside 0..{num_shuffles - 1}: {sorted(done)}")
+    if done_true is not None and len(done_true) != 1 + spread_searches:
+        raise ValueError(f"done_true holds {len(done_true)} n-cuts; 1 + spread_searches is {1 + spread_searches}")
+    on_result = on_result or (lambda i, x: None)
     shuffle = dict(
         layers=list(layers), method=method, seed=seed, shuffle_bn=shuffle_bn, graph_options=graph_options, graphs=graphs
     )
     desc = f"{method} shuffles"
     if device != "cpu":
-        true_ncuts = _true_ncuts(shuffle, num_clusters, n_init, spread_searches)
+        true_ncuts = done_true
+        if true_ncuts is None:
+            true_ncuts = _true_ncuts(shuffle, num_clusters, n_init, spread_searches)
+            on_result(None, true_ncuts)
         with tqdm(total=num_shuffles, desc=desc, disable=not progress, leave=False) as bar:
             ncuts = _gpu_shuffled_ncuts(
-                shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar
+                shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar, done, on_result
             )
         return {**shuffle_statistics(true_ncuts[0], np.asarray(ncuts), true_ncuts[1:]), **search}
     # The network travels to each worker once (`map_tasks`' shared), so tasks are cheap;
     # chunks keep their number moderate on long studies, and at least 64 of them keep
     # workers evenly loaded and the progress bar moving.
     size = max(1, min(batch_size, num_shuffles // 64))
-    chunks = [range(i, min(i + size, num_shuffles)) for i in range(0, num_shuffles, size)]
+    chunks = [[j for j in range(i, min(i + size, num_shuffles)) if j not in done] for i in range(0, num_shuffles, size)]
+    parts = ([None] if done_true is None else []) + [c for c in chunks if c]
+
+    def report(k: int, values: list[float]) -> None:
+        if parts[k] is None:
+            on_result(None, values)
+        for i, x in zip(parts[k] or (), values):
+            on_result(i, x)
+
     # The network's own clustering is the first (and longest) task, so that it runs on
     # a worker alongside the shuffles rather than before them.
     task = partial(
@@ -195,15 +236,19 @@ def shuffle_significance(
         shuffle_n_init=shuffle_n_init,
         spread_searches=spread_searches,
     )
-    true_ncuts, *done = map_tasks(
+    results = map_tasks(
         task,
-        [None, *chunks],
+        parts,
         n_jobs,
         desc,
         progress,
         scheduler_address,
         shared=shuffle,
-        counts=[0] + [len(c) for c in chunks],  # the bar counts shuffles
+        counts=[0 if p is None else len(p) for p in parts],  # the bar counts shuffles
+        on_result=report,
     )
-    ncuts = [x for chunk in done for x in chunk]
+    true_ncuts = results.pop(0) if done_true is None else list(done_true)
+    for part, values in zip(parts[1:] if done_true is None else parts, results):
+        done.update(zip(part, values))
+    ncuts = [done[i] for i in range(num_shuffles)]
     return {**shuffle_statistics(true_ncuts[0], np.asarray(ncuts), true_ncuts[1:]), **search}

@@ -83,7 +83,7 @@ def _call_with_box(fn: Callable, item, box: _Box):
     return fn(item, box.value)
 
 
-def _dask_map(fn: Callable, items: list, address: str, bar, counts: list, shared: tuple) -> list:
+def _dask_map(fn: Callable, items: list, address: str, bar, counts: list, shared: tuple, on_result) -> list:
     from dask.distributed import Client, as_completed
 
     try:
@@ -106,11 +106,12 @@ def _dask_map(fn: Callable, items: list, address: str, bar, counts: list, shared
         for fut in as_completed(futures):
             i = index[fut.key]
             out[i] = fut.result()
+            on_result(i, out[i])
             bar.update(counts[i])
     return out
 
 
-def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, shared: tuple) -> list:
+def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, shared: tuple, on_result) -> list:
     parent = os.getpid()
     with scratch_dirs.make("shared") as tmp:
         if shared:
@@ -123,6 +124,7 @@ def _joblib_map(fn: Callable, items: list, n_jobs: int, bar, counts: list, share
         out = []
         try:
             for r, count in zip(Parallel(n_jobs=n_jobs, return_as="generator")(tasks), counts):
+                on_result(len(out), r)
                 out.append(r)
                 bar.update(count)
         finally:
@@ -143,6 +145,7 @@ def map_tasks(
     scheduler_address: str | None = None,
     shared=_NOTHING,
     counts: Sequence[int] | None = None,
+    on_result: Callable[[int, object], None] | None = None,
 ) -> list:
     """``[fn(x) for x in items]``, in order: on a Dask cluster when `scheduler_address`
     is given (e.g. ``"tcp://127.0.0.1:8786"``), else on `n_jobs` joblib workers.
@@ -151,19 +154,23 @@ def map_tasks(
     worker once. `fn` must be picklable (a module-level function or a
     `functools.partial` of one), and must not modify `shared`. `counts` says how far
     each item moves the progress bar (default 1 each), e.g. the shuffles in a chunk.
+    ``on_result(i, result)``, if given, runs in this process as the result of ``items[i]``
+    arrives (in order of completion), e.g. to save finished work as it comes.
     """
     items = list(items)
     shared = () if shared is _NOTHING else (shared,)
     counts = [1] * len(items) if counts is None else list(counts)
+    on_result = on_result or (lambda i, r: None)
     if len(counts) != len(items):
         raise ValueError(f"got {len(counts)} counts for {len(items)} items")
     with tqdm(total=sum(counts), desc=desc, disable=not progress, leave=False) as bar:
         if scheduler_address:
-            return _dask_map(fn, items, scheduler_address, bar, counts, shared)
+            return _dask_map(fn, items, scheduler_address, bar, counts, shared, on_result)
         if n_jobs != 1:
-            return _joblib_map(fn, items, n_jobs, bar, counts, shared)
+            return _joblib_map(fn, items, n_jobs, bar, counts, shared, on_result)
         out = []
         for x, count in zip(items, counts):
             out.append(fn(x, *shared))
+            on_result(len(out) - 1, out[-1])
             bar.update(count)
     return out

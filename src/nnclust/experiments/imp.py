@@ -3,6 +3,7 @@ every level: the body of ``src/imp_experiment.py``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,7 +12,8 @@ from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, Device, Interval, Options
 from nnclust.data import DATASETS, load_dataset
-from nnclust.experiments.artifacts import add_artifact, scratch
+from nnclust.experiments import resume as resume_points
+from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
 from nnclust.experiments.connectivity import analyse_layers, groups_of
 from nnclust.experiments.train import DATASET_OPTIONS, MODEL_OPTIONS
 from nnclust.nets.init import BIAS_INITS, INIT_DEFAULTS, INITS, initialize
@@ -20,6 +22,7 @@ from nnclust.pruning import SCOPES, states
 from nnclust.pruning.registry import REWINDS
 from nnclust.pruning.trajectory import extended_trajectory, extended_width, mlp_prunable
 from nnclust.storage import paths
+from nnclust.storage.refs import RunReferenceError
 from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -28,7 +31,10 @@ if TYPE_CHECKING:
 # torch, training, figures and scipy.stats are imported inside the functions that use
 # them, so that the script's print_config and --help need none (benchmarks/startup.py).
 
-__all__ = ["CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS", "RELATIONS", "SECTIONS", "imp_job"]
+__all__ = [
+    "CONSTRAINTS", "IMP_DEFAULTS", "INIT_DEFAULTS", "OPTIMIZER_DEFAULTS", "RELATIONS", "SECTIONS", "check_resumable",
+    "imp_job", "resume_config",
+]  # fmt: skip
 
 # `levels` pruning steps along an exponential from the model's prunable count down to
 # `target_params`; each level trains for at most `max_epochs`, stopping early when the
@@ -77,9 +83,56 @@ CONSTRAINTS = {
     "progress": Boolean(),
     "device": Device(),
     "num_threads": [Options([None]), Interval(1, None, integer=True)],
+    "resume": Check(lambda r: r is None or isinstance(r, str), "null or an IMP run folder, e.g. imp_runs/3"),
 }
 RELATIONS = [DATASET_OPTIONS, MODEL_OPTIONS]
 SECTIONS = {"imp": IMP_DEFAULTS, "init": INIT_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS}
+
+
+def check_resumable(resume: str) -> Path:
+    """The state after the last finished level of IMP run folder `resume`, or a
+    RunReferenceError saying why there is none (checked at config time, before the
+    resumed run gets a folder)."""
+    return resume_points.check_resumable(
+        resume,
+        paths.IMP_RESUME_STATE,
+        "the run ({status}) saved no IMP state; it stopped before its first level ended. Start it again instead.",
+        "imp_experiment",
+    )
+
+
+resume_config = resume_points.config_hook(check_resumable, "an imp_experiment run folder")
+
+
+def load_imp_state(resume: str, num_levels: int) -> tuple[dict, object]:
+    """(the IMP state saved after the last finished level of run folder `resume`, that
+    level's checkpoint). Every finished level's checkpoint must still be in the folder:
+    the resumed run stores them again."""
+    path = check_resumable(resume)
+    from nnclust.nets.checkpoint import load_checkpoint  # torch, once there is a state to read
+
+    ckpt = load_checkpoint(path)
+    state = ckpt.extra.get("imp") if isinstance(ckpt.extra, dict) else None
+    keys = {"level", "rewind_point", "torch_rng", "levels", "history", "unit_history", "bias_history", "epochs"}
+    level = state.get("level") if isinstance(state, dict) else None
+    if not keys <= set(state or ()) or not isinstance(level, int) or not 0 <= level < num_levels:
+        raise RunReferenceError(f"resume={resume}: '{path}' is a checkpoint but not the IMP state of this run")
+    missing = [paths.imp_level_model(i) for i in range(state["level"] + 1)]
+    missing = [name for name in missing if not (Path(resume) / name).is_file()]
+    if missing:
+        raise RunReferenceError(f"resume={resume}: finished levels' checkpoints {missing} are gone; start it again")
+    return state, ckpt
+
+
+def _log_level(run, level: int, entry: dict) -> None:
+    for key in ("prunable_params", "non_prunable_params", "weights_remaining", "biases_remaining", "test_loss",
+                "test_accuracy", "split_metric", "task_matrix_distance", "epochs"):  # fmt: skip
+        run.log_scalar(key, float(entry[key]), level)
+    for t, a in enumerate(entry["task_accuracy"]):
+        run.log_scalar(f"task_accuracy_{t}", a, level)
+    for group in ("unit_counts", "param_state_counts"):
+        for name, count in entry[group].items():
+            run.log_scalar(f"{group}.{name}", count, level)
 
 
 def _validation_split(data: Dataset, fraction: float, seed: int) -> Dataset:
@@ -119,6 +172,7 @@ def imp_job(
     device: str = "cpu",
     progress: bool = True,
     num_threads: int | None = None,
+    resume: str | None = None,
 ) -> dict:
     """Run IMP and classify every unit and parameter at every level.
 
@@ -128,6 +182,11 @@ def imp_job(
     the init from ``init``, the data order of level i from ``imp.level`` i.
     `num_threads` sets torch's CPU threads for this process (None: torch's default);
     one thread is fastest for the small MLPs of the 2-D tasks on a shared machine.
+
+    After each level the state the next levels need (model, masks, rewind point, torch
+    RNG, the records so far) is saved atomically in the run folder; ``resume=<run
+    folder>`` continues that run after its last finished level and ends with the same
+    numbers as an uninterrupted run (on CPU).
     """
     import torch
 
@@ -136,14 +195,15 @@ def imp_job(
         torch.set_num_threads(int(num_threads))
     try:
         return _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs,
-                        task_outputs, device, progress)  # fmt: skip
+                        task_outputs, device, progress, resume)  # fmt: skip
     finally:
         torch.set_num_threads(previous)
 
 
 def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, imp, task_inputs, task_outputs,
-             device, progress) -> dict:  # fmt: skip
+             device, progress, resume=None) -> dict:  # fmt: skip
     import scipy.stats
+    import torch
 
     from nnclust.nets.checkpoint import save_checkpoint
     from nnclust.nets.layers import extract_layers
@@ -166,6 +226,10 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
     ) if imp["extend"] else None  # fmt: skip
     if width is not None:
         model = {**model, "hidden": [width] * len(hidden)}
+    # The global torch RNG (dropout) from the run's seed. Sacred seeds it only when torch
+    # is imported before the run starts, which the script's start-up avoids: without this
+    # a run from the command line and one in a process that had imported torch differed.
+    torch.manual_seed(seeding.int_seed(seed, "init"))
     net = build_model(model, data.input_shape, n_out)
     initialize(
         net, init["name"], init["bias"], init["std"], seeding.torch_generator(seed, "init"), init["bias_constant"]
@@ -184,6 +248,34 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
     levels: list[dict] = []
     history, unit_history, bias_history = [], [], []
     epochs_trained = []
+    folder = run_folder(run)
+    saved = None
+    if resume:
+        state, ckpt = load_imp_state(resume, len(targets))
+        saved = {"level": state["level"], "state_dict": ckpt.state_dict, "masks": ckpt.masks,
+                 "rewind_point": state["rewind_point"]}  # fmt: skip
+        levels.extend(state["levels"])
+        epochs_trained.extend(state["epochs"])
+        for series, key in ((history, "history"), (unit_history, "unit_history"), (bias_history, "bias_history")):
+            series.extend(t.numpy() for t in state[key])
+        for level, entry in enumerate(levels):  # the resumed run gets the whole series and every level's checkpoint
+            _log_level(run, level, entry)
+            add_artifact(run, Path(resume), paths.imp_level_model(level))
+        torch.set_rng_state(state["torch_rng"])  # dropout draws of the levels still to train
+
+    def save_state(level, m, masks, rewind_point):
+        if folder is None:
+            return
+        extra = {"imp": {
+            "level": level, "torch_rng": torch.get_rng_state(), "levels": levels, "epochs": epochs_trained,
+            "rewind_point": None if rewind_point is None else {k: v.cpu() for k, v in rewind_point.items()},
+            "history": [torch.from_numpy(h) for h in history],
+            "unit_history": [torch.from_numpy(h) for h in unit_history],
+            "bias_history": [torch.from_numpy(h) for h in bias_history],
+        }}  # fmt: skip
+        save_checkpoint(folder / paths.IMP_RESUME_STATE, m, arch, masks, extra)
+        if resume:  # this run now holds a resume point of its own
+            resume_points.retire_resume_point(resume, folder, paths.IMP_RESUME_STATE)
 
     def train_level(m, masks, level, extra):
         stopper = EarlyStopping(imp["patience"], imp["loss_cutoff"])
@@ -218,14 +310,7 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
             **analysis,
         }
         levels.append(entry)
-        for key in ("prunable_params", "non_prunable_params", "weights_remaining", "biases_remaining", "test_loss",
-                    "test_accuracy", "split_metric", "task_matrix_distance", "epochs"):  # fmt: skip
-            run.log_scalar(key, float(entry[key]), level)
-        for t, a in enumerate(entry["task_accuracy"]):
-            run.log_scalar(f"task_accuracy_{t}", a, level)
-        for group in ("unit_counts", "param_state_counts"):
-            for name, count in entry[group].items():
-                run.log_scalar(f"{group}.{name}", count, level)
+        _log_level(run, level, entry)
         save_checkpoint(tmp / paths.imp_level_model(level), m, arch, masks)
         add_artifact(run, tmp, paths.imp_level_model(level))
         m.to(device)
@@ -234,7 +319,7 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(bar_levels), desc="IMP levels")
+        bar = tqdm(total=len(bar_levels), desc="IMP levels", initial=len(levels))
         inner = on_level
 
         def on_level(level, m, masks):  # noqa: F811 - the same callback, with a progress bar
@@ -244,13 +329,18 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
 
     masks = iterative_magnitude_pruning(
         net.to(device), targets, train_level, prune_biases=imp["prune_biases"], scope=imp["scope"],
-        rewind=imp["rewind"], rewind_step=imp["rewind_step"], on_level=on_level,
+        rewind=imp["rewind"], rewind_step=imp["rewind_step"], on_level=on_level, checkpoint=save_state, resume=saved,
     )  # fmt: skip
     if progress:
         bar.close()
     net.cpu()
     save_checkpoint(tmp / paths.PRUNED_MODEL, net, arch, masks)
     add_artifact(run, tmp, paths.PRUNED_MODEL)
+    if folder is not None:  # finished: the level checkpoints and the results replace the resume point
+        (folder / paths.IMP_RESUME_STATE).unlink(missing_ok=True)
+    if resume:
+        resume_points.retire_resume_point(resume, folder if folder is not None else "a run without a folder",
+                                          paths.IMP_RESUME_STATE)  # fmt: skip
 
     history, unit_history, bias_history = np.stack(history), np.stack(unit_history), np.stack(bias_history)
     life = states.lifetimes(history)

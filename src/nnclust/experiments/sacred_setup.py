@@ -373,7 +373,7 @@ def run_commandline(ex: Experiment, argv: list[str] | None = None):
     try:
         run = ex.run_commandline(argv)
     except KeyboardInterrupt:
-        print("interrupted; a training run continues with `with resume=<its run folder>`", file=sys.stderr)
+        print("interrupted; training, shuffle and IMP runs continue with `with resume=<run folder>`", file=sys.stderr)
         sys.exit(130)
     finally:
         _Shorten.summary_follows = False

@@ -10,13 +10,13 @@ from nnclust.core import seeding
 from nnclust.core.config import check_keys, plain
 from nnclust.core.constraints import Boolean, Check, ConfigError, Device, Interval, Options, Relation
 from nnclust.data import DATASETS, load_dataset
+from nnclust.experiments import resume as resume_points
 from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
-from nnclust.experiments.config_input import check_plain
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.pruning import CRITERIA, PRUNING_DEFAULTS, SCHEDULES, SCOPES
 from nnclust.regularizers import REGULARIZERS, build_regularizer
 from nnclust.regularizers.clusterability import CONFIG_DEFAULTS as CLUSTERABILITY_DEFAULTS
-from nnclust.storage import paths, records
+from nnclust.storage import paths
 from nnclust.storage.metric_log import DownsampledLog
 from nnclust.storage.refs import RunReferenceError
 from nnclust.training import OPTIMIZER_DEFAULTS, OPTIMIZERS
@@ -131,30 +131,12 @@ def auto_checkpoint_every(epochs: int) -> int:
 def check_resumable(resume: str) -> Path:
     """The resume point of run folder `resume`, or a RunReferenceError saying why there
     is none (checked at config time, before the resumed run gets a folder)."""
-    folder = Path(resume)
-    if not (folder / records.RUN).is_file():
-        raise RunReferenceError(f"resume={resume}: '{folder}' is not a run folder (no run.json)")
-    try:
-        status = records.status(folder)
-    except records.DamagedRecordError:
-        # A run killed while its record was rewritten: its resume point (checked by its
-        # own hash below) is what counts.
-        status = "unknown (damaged run.json)"
-    if status == "COMPLETED":
-        raise RunReferenceError(f"resume={resume}: that run COMPLETED; there is nothing to resume")
-    path = folder / paths.RESUME_STATE
-    if not path.is_file():
-        taken = folder / paths.RESUMED_BY
-        if taken.is_file():
-            raise RunReferenceError(
-                f"resume={resume}: that run was already resumed, as {taken.read_text().strip()}; "
-                "resume that run instead if it stopped too"
-            )
-        raise RunReferenceError(
-            f"resume={resume}: the run ({status}) saved no training state; it stopped before its first "
-            "checkpoint or ran with checkpoint_every=0. Start it again instead."
-        )
-    return path
+    return resume_points.check_resumable(
+        resume,
+        paths.RESUME_STATE,
+        "the run ({status}) saved no training state; it stopped before its first checkpoint or ran with "
+        "checkpoint_every=0. Start it again instead.",
+    )
 
 
 def load_resume_state(resume: str) -> dict:
@@ -173,10 +155,7 @@ def retire_resume_point(resume: str, successor) -> None:
     """Take the resume point of run folder `resume` out of use, once the run continuing
     it (in folder `successor`) holds its own state: one stopped run is continued once.
     The parent then names its successor."""
-    folder = Path(resume)
-    if (folder / paths.RESUME_STATE).is_file():
-        records.write_bytes(folder / paths.RESUMED_BY, f"{successor}\n".encode())
-        (folder / paths.RESUME_STATE).unlink(missing_ok=True)
+    resume_points.retire_resume_point(resume, successor, paths.RESUME_STATE)
 
 
 def resume_config(config: dict, run: bool = True) -> dict:
@@ -186,13 +165,10 @@ def resume_config(config: dict, run: bool = True) -> dict:
     resume = config.get("resume")
     if not resume:
         return {}
-    path = Path(resume) / records.CONFIG
-    if not path.is_file():
-        raise RunReferenceError(f"resume={resume}: no config.json there; point it at a training run folder")
-    old = check_plain(records.read_json(path), f"resume={resume}: '{path}'")
+    old = resume_points.stored_config(resume, "a training run folder")
     if run:
         check_resumable(resume)
-    return {k: v for k, v in old.items() if k not in ("resume", "__doc__")}
+    return old
 
 
 def regularizer_specs(regularizers: list, cluster_gradient: bool, cluster_gradient_config: dict | None) -> list[dict]:

@@ -3,7 +3,9 @@
 The loop is independent of how a level is trained: `iterative_magnitude_pruning` calls
 ``train_level(model, masks, level, callbacks)`` (the experiment passes the training loop
 with early stopping and a callback that keeps masked parameters at zero) and then
-``on_level(level, model, masks)`` to record what the level left.
+``on_level(level, model, masks)`` to record what the level left; then
+``checkpoint(level, model, masks, rewind_point)`` may save what the next levels need,
+and ``resume=`` such a saved state continues with the level after it.
 
 Rewinding (`REWINDS`) resets the survivors after each pruning step: to their initial
 values (``init``, the lottery ticket of Frankle & Carbin), to their values after step k
@@ -88,13 +90,20 @@ def iterative_magnitude_pruning(
     rewind: str = "init",
     rewind_step: int = 0,
     on_level: Callable | None = None,
+    checkpoint: Callable | None = None,
+    resume: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run IMP along `targets` (prunable-parameter counts, the first the model's own).
 
     Level 0 trains the dense model; level i >= 1 prunes to ``targets[i]`` by magnitude
     (`scope` from `SCOPES`), rewinds (`REWINDS`), applies the masks and trains again.
-    ``on_level(level, model, masks)`` runs after each level's training. Returns the
-    final masks (True = kept), keyed by parameter name.
+    ``on_level(level, model, masks)`` runs after each level's training, then
+    ``checkpoint(level, model, masks, rewind_point)``: with the trained model and the
+    masks, the state dict later levels rewind to (None for ``rewind="none"``) is all
+    that the remaining levels read. ``resume={"level", "state_dict", "masks",
+    "rewind_point"}`` (those values) continues with level ``level + 1``; given the same
+    `train_level` randomness, the levels after it equal an uninterrupted run's.
+    Returns the final masks (True = kept), keyed by parameter name.
     """
     needs_snapshot = REWINDS[rewind]
     SCOPES[scope]
@@ -107,7 +116,17 @@ def iterative_magnitude_pruning(
     masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
     initial = _copy(model)
     snapshot = StepSnapshot(rewind_step) if needs_snapshot else None
+    start = 0
+    if resume is not None:
+        start = _restore(model, resume, masks, len(targets))
+        masks = {n: resume["masks"][n].to(m.device) for n, m in masks.items()}
+        if snapshot is not None:
+            snapshot.state = resume["rewind_point"]
+        elif rewind != "none":
+            initial = resume["rewind_point"]
     for level, target in enumerate(targets):
+        if level < start:
+            continue
         if level:
             masks = prune_to(params, int(target), scope, masks)
             if rewind != "none":
@@ -122,4 +141,18 @@ def iterative_magnitude_pruning(
             )
         if on_level is not None:
             on_level(level, model, masks)
+        if checkpoint is not None:
+            point = None if rewind == "none" else snapshot.state if needs_snapshot else initial
+            checkpoint(level, model, masks, point)
     return masks
+
+
+def _restore(model, resume: dict, masks: dict, num_levels: int) -> int:
+    """Load a `checkpoint`'s state into `model`; the first level still to run."""
+    level = resume["level"]
+    if not 0 <= level < num_levels:
+        raise ValueError(f"resume: saved level {level} is not one of the levels 0..{num_levels - 1}")
+    if set(resume["masks"]) != set(masks):
+        raise ValueError(f"resume: saved masks for {sorted(resume['masks'])}, the model prunes {sorted(masks)}")
+    model.load_state_dict(resume["state_dict"])
+    return level + 1

@@ -39,6 +39,10 @@ FORGETTING_PLOT = "forgetting.png"
 RESUME_STATE = "resume_state.pt"
 # In a stopped run that was resumed: the folder of the run that continued it.
 RESUMED_BY = "resumed_by.txt"
+# Shuffle studies: the n-cuts finished so far (JSON), for resuming a stopped study.
+SHUFFLE_PROGRESS = "shuffle_progress.json"
+# IMP runs: the state after the last finished level, for resuming a stopped run.
+IMP_RESUME_STATE = "imp_resume_state.pt"
 SORTED_ADJACENCY = "adjacency_by_cluster.png"
 LAYERED_DRAWING = "network_by_cluster.png"
 SHUFFLE_HISTOGRAM = "shuffle_histogram.png"
