@@ -119,3 +119,30 @@ def test_resume_refuses_a_completed_run_and_a_run_without_state(tmp_path, refere
     (empty / "config.json").write_text(json.dumps(CONFIG))
     with pytest.raises(RunReferenceError, match="saved no training state"):
         run_in_process(train_model.ex, [], {"resume": str(empty)})
+
+
+def test_resume_refuses_a_value_it_would_not_use(tmp_path):
+    """A resumed run takes its stored config: a value given beside resume= would be used
+    nowhere, so it is refused before a run folder exists; progress (no number depends
+    on it) is allowed and takes effect."""
+    from nnclust.core.constraints import ConfigError
+
+    stopped = tmp_path / "runs" / "1"
+    stopped.mkdir(parents=True)
+    (stopped / "run.json").write_text(json.dumps({"status": "FAILED"}))
+    (stopped / "config.json").write_text(json.dumps({**CONFIG, "progress": True}))
+    for extra, named in [({"epochs": 50}, ()), ({"optimizer.lr": 0.1}, ()), ({}, ("mlp_config",))]:
+        with pytest.raises(ConfigError, match=r"continues that run with its own stored config; drop ") as err:
+            run_in_process(train_model.ex, [RunFolderObserver(str(tmp_path / "new"))],
+                           {"resume": str(stopped), **extra}, named)  # fmt: skip
+        assert (list(extra) or [f"named config {named[0]}"])[0].split(".")[0] in str(err.value)
+        assert not (tmp_path / "new").exists()
+    # progress passes the check (the refusal below is the missing training state) and
+    # is the resumed run's own value, not the stored one
+    from nnclust.storage.refs import RunReferenceError
+
+    with pytest.raises(RunReferenceError, match="saved no training state"):
+        run_in_process(train_model.ex, [], {"resume": str(stopped), "progress": False})
+    from nnclust.experiments.train import resume_config
+
+    assert resume_config({"resume": str(stopped), "progress": False}, run=False).get("progress") is None

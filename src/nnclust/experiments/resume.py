@@ -16,7 +16,12 @@ from nnclust.experiments.config_input import check_plain
 from nnclust.storage import paths, records
 from nnclust.storage.refs import RunReferenceError
 
-__all__ = ["check_resumable", "config_hook", "retire_resume_point", "stored_config"]
+__all__ = ["EXECUTION_KEYS", "check_resumable", "config_hook", "retire_resume_point", "stored_config"]
+
+# Settings that change how a run executes, never its numbers: the only keys that may go
+# with ``resume=`` (every other one is refused), and the resumed run keeps its own values
+# of them rather than the stopped run's.
+EXECUTION_KEYS = frozenset({"progress", "n_jobs", "scheduler_address"})
 
 
 def check_resumable(resume: str, state: str, no_state: str, experiment: str | None = None) -> Path:
@@ -74,7 +79,7 @@ def stored_config(resume: str, what: str) -> dict:
     if not path.is_file():
         raise RunReferenceError(f"resume={resume}: no config.json there; point it at {what}")
     old = check_plain(records.read_json(path), f"resume={resume}: '{path}'")
-    return {k: v for k, v in old.items() if k not in ("resume", "__doc__")}
+    return {k: v for k, v in old.items() if k not in ("resume", "__doc__", *EXECUTION_KEYS)}
 
 
 def config_hook(check, what: str):

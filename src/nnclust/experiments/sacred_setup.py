@@ -139,11 +139,30 @@ class _Experiment(Experiment):
     complete (Sacred's own checks and every config hook done) but before the run starts,
     so before its observers make it a folder."""
 
-    def _create_run(self, command_name=None, *args, **kwargs):
-        run = super()._create_run(command_name, *args, **kwargs)
+    def _create_run(self, command_name=None, config_updates=None, named_configs=(), *args, **kwargs):
+        check_resume_alone(config_updates or {}, named_configs)
+        run = super()._create_run(command_name, config_updates, named_configs, *args, **kwargs)
         if (command_name or self.default_command) == self.default_command:  # not print_config
             check_references(run.config)
         return run
+
+
+def check_resume_alone(config_updates: dict, named_configs) -> None:
+    """``resume=`` continues a run with that run's stored config, so a value given beside
+    it would be recorded nowhere and used nowhere: refuse it in one line. Only settings
+    that never change a number (`resume.EXECUTION_KEYS`: progress bars, workers) may go
+    with it, and they take effect."""
+    from nnclust.experiments.resume import EXECUTION_KEYS
+
+    if not config_updates.get("resume"):
+        return
+    given = sorted({str(k).split(".")[0] for k in config_updates} - {"resume", *EXECUTION_KEYS})
+    given += [f"named config {n}" for n in named_configs]
+    if given:
+        raise ConfigError(
+            f"resume={config_updates['resume']} continues that run with its own stored config; "
+            f"drop {', '.join(given)} (only {', '.join(sorted(EXECUTION_KEYS))} may go with resume=)"
+        )
 
 
 def check_references(config) -> None:
