@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnclust.regularizers.clusterability.edges import EdgeList, weight_graph_edges
+from nnclust.regularizers.clusterability.edges import EdgeCache, EdgeList, weight_graph_edges
 from nnclust.regularizers.clusterability.eigensolver import LaplacianEigensolver
 
 
@@ -55,6 +55,7 @@ def clusterability_loss(
     num_eigs: int,
     masks: dict | None = None,
     solver: LaplacianEigensolver | None = None,
+    cache: EdgeCache | None = None,
 ) -> torch.Tensor:
     """Mean of eigenvalues 2..num_eigs+1 of the weight graph's normalized Laplacian.
 
@@ -62,7 +63,8 @@ def clusterability_loss(
     the fc/conv weights and batch-norm gammas (the caller multiplies by lambda).
     Units that do not join inputs to outputs, and pruned (zero or masked) weights, get
     exactly zero gradient. Pass a `solver` kept across calls to warm-start the sparse
-    eigen-solve.
+    eigen-solve, and a `cache` to reuse the graph's index structure while its zero
+    pattern stays the same.
 
     Raises
     ------
@@ -73,6 +75,6 @@ def clusterability_loss(
     """
     if isinstance(num_eigs, bool) or not isinstance(num_eigs, (int, np.integer)) or num_eigs < 1:
         raise ValueError(f"num_eigs must be an int >= 1, got {num_eigs!r}")
-    edges = weight_graph_edges(model, masks)
+    edges = weight_graph_edges(model, masks, cache)
     lam = laplacian_eigenvalues(edges, int(num_eigs) + 1, solver)
     return lam[1:].mean()
