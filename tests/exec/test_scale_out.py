@@ -74,9 +74,13 @@ def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
     monkeypatch.setattr(
         spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device, **kw: real(adjs, k, "cpu", **kw)
     )
-    for n_jobs in (1, 2):  # k-means of a batch on local workers
+    real_kmeans = spectral_torch.batched_kmeans
+    monkeypatch.setattr(
+        spectral_torch, "batched_kmeans", lambda xs, k, n_init, rngs, device: real_kmeans(xs, k, n_init, rngs, "cpu")
+    )
+    for batch_size in (4, 6):  # k-means of a batch in torch, every shuffle and start at once
         batched = shuffle_significance(
-            layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=4, n_jobs=n_jobs
+            layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=batch_size
         )
         np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
         assert batched["true_ncut"] == cpu["true_ncut"]

@@ -65,20 +65,16 @@ def _shuffled_ncuts(indices, shuffle: dict, num_clusters: int, n_init: int) -> l
     return out
 
 
-def _kmeans_task(item, num_clusters: int, n_init: int) -> np.ndarray:
-    emb, seed = item
-    return kmeans_labels(emb, num_clusters, seed, n_init)
-
-
 def _gpu_shuffled_ncuts(
-    shuffle: dict, num_shuffles: int, num_clusters: int, n_init: int, device: str, batch_size: int, n_jobs: int, bar
+    shuffle: dict, num_shuffles: int, num_clusters: int, n_init: int, device: str, batch_size: int, bar
 ) -> list[float]:
-    """The GPU path. The main process builds a batch of shuffled graphs and solves their
-    eigenproblems in one batched ``eigh`` on `device`; k-means on the embeddings, most of
-    a shuffle's CPU time, goes to `n_jobs` local workers; the n-cuts come back here."""
-    from nnclust.clustering.batched import batched_spectral_embeddings  # torch only on this path
+    """The GPU path. The main process builds a batch of shuffled graphs, solves their
+    eigenproblems in one batched ``eigh`` on `device`, and runs the k-means of all of
+    them, every start at once, on `device` too (`batched_kmeans`, with the draws of
+    each shuffle's ``kmeans`` stream, as the CPU path's `kmeans_labels`); the n-cuts
+    are taken here from the labels."""
+    from nnclust.clustering.batched import batched_kmeans, batched_spectral_embeddings  # torch only on this path
 
-    task = partial(_kmeans_task, num_clusters=num_clusters, n_init=n_init)
     out = []
     for start in range(0, num_shuffles, batch_size):
         indices = range(start, min(start + batch_size, num_shuffles))
@@ -87,8 +83,9 @@ def _gpu_shuffled_ncuts(
         embeddings = batched_spectral_embeddings(
             [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs], seeds=seeds
         )
-        labels = map_tasks(task, [(emb, s) for (_, emb), s in zip(embeddings, seeds)], n_jobs, progress=False)
-        out.extend(ncut(g.adjacency, lab) for g, lab in zip(graphs, labels))
+        rngs = [seeding.rng(s, "kmeans") for s in seeds]
+        found = batched_kmeans([emb for _, emb in embeddings], num_clusters, n_init, rngs, device)
+        out.extend(ncut(g.adjacency, labels) for g, (labels, _) in zip(graphs, found))
         bar.update(len(indices))
     return out
 
@@ -136,8 +133,8 @@ def shuffle_significance(
 
     Shuffle i uses child i of the ``shuffle`` stream of `seed`, whatever runs it:
     `n_jobs` local joblib workers, a Dask cluster at `scheduler_address`, or, with
-    ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU, with k-means
-    on `n_jobs` local workers (not with `scheduler_address`). The true network
+    ``device="cuda"``, batches of `batch_size` shuffles whose eigenproblems and k-means
+    run on the GPU (`n_jobs` is then unused; not with `scheduler_address`). The true network
     is always clustered on the CPU, exactly as the clustering experiment does.
     The network and every shuffle get the same search: `n_init` k-means++ starts
     through `spectral_cluster`. A permutation test is only valid when the observed
@@ -159,7 +156,7 @@ def shuffle_significance(
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
         if scheduler_address:
             raise ValueError(
-                f"device={device!r} solves the shuffles on this machine's GPU, with k-means on local workers, "
+                f"device={device!r} solves the shuffles on this machine's GPU, "
                 "so it cannot use scheduler_address; unset one of them"
             )
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
@@ -177,9 +174,7 @@ def shuffle_significance(
     if device != "cpu":
         true_ncuts = _true_ncuts(shuffle, num_clusters, n_init, spread_searches)
         with tqdm(total=num_shuffles, desc=desc, disable=not progress, leave=False) as bar:
-            ncuts = _gpu_shuffled_ncuts(
-                shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar
-            )
+            ncuts = _gpu_shuffled_ncuts(shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, bar)
         return {**shuffle_statistics(true_ncuts[0], np.asarray(ncuts), true_ncuts[1:]), **search}
     # The network travels to each worker once (`map_tasks`' shared), so tasks are cheap;
     # chunks keep their number moderate on long studies, and at least 64 of them keep
