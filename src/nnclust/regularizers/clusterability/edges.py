@@ -29,6 +29,12 @@ class EdgeList:
     pattern : the same object (``is``) for edge lists of one structure (heads, tails,
         keep, group), whatever their values; solvers key what they derive from the
         structure on it.
+    blocks : per layer, in edge order, ``(e0, e1, (row0, rows), (col0, cols), pos)``:
+        its edges are ``e0:e1``, joining kept nodes ``col0:col0+cols`` (inputs) to
+        ``row0:row0+rows`` (outputs), at row-major positions `pos` (int64 tensor) of that
+        block, or at all its positions in order when `pos` is None; for a layer whose
+        edges fill less than BLOCK_FILL of the block, ``(e0, e1, None, None, None)``.
+        None: no layer structure known (the backward then works edge by edge).
     """
 
     values: torch.Tensor
@@ -37,6 +43,7 @@ class EdgeList:
     keep: np.ndarray
     group: np.ndarray
     pattern: object = None
+    blocks: tuple | None = None
 
     @property
     def n_kept(self) -> int:
@@ -126,6 +133,35 @@ class _Structure:
     tails: np.ndarray
     keep: np.ndarray
     group: np.ndarray
+    full: list  # per layer: every entry is an edge (then the values are the block itself)
+    blocks: tuple  # `EdgeList.blocks`
+
+
+# A layer's kept edges are treated as a dense block of its kept nodes (`EdgeList.blocks`)
+# when they fill at least this share of it: the block then costs at most 8 products of
+# `num` terms per edge, in one matrix product, against two gathers of `num` values per edge.
+BLOCK_FILL = 1 / 8
+
+
+def _blocks(heads, tails, keep, group, counts, device) -> tuple:
+    """`EdgeList.blocks` of kept edges (heads, tails numbered over kept nodes) whose
+    layers hold `counts` of them in turn."""
+    kept_nodes = np.bincount(group[keep], minlength=group.max() + 1)
+    first = np.concatenate([[0], np.cumsum(kept_nodes)])
+    out, e0 = [], 0
+    for g, m in enumerate(counts):
+        e1 = e0 + int(m)
+        rows, cols = int(kept_nodes[g + 1]), int(kept_nodes[g])
+        if m and m >= BLOCK_FILL * rows * cols:
+            pos = None
+            if m != rows * cols:
+                pos = (tails[e0:e1] - first[g + 1]) * cols + (heads[e0:e1] - first[g])
+                pos = torch.from_numpy(pos).to(device)
+            out.append((e0, e1, (int(first[g + 1]), rows), (int(first[g]), cols), pos))
+        else:
+            out.append((e0, e1, None, None, None))
+        e0 = e1
+    return tuple(out)
 
 
 def _structure(patterns: list, n_inputs: int, device) -> _Structure:
@@ -155,10 +191,15 @@ def _structure(patterns: list, n_inputs: int, device) -> _Structure:
     edge_kept = keep[heads]
     new_index = np.cumsum(keep) - 1
     kept = None
+    layer_of_edge = np.repeat(np.arange(len(flat)), [f.numel() for f in flat])
     if not edge_kept.all():
         kept = torch.from_numpy(np.flatnonzero(edge_kept)).to(device)
-        heads, tails = heads[edge_kept], tails[edge_kept]
-    return _Structure(patterns, flat, rows, kept, new_index[heads], new_index[tails], keep, group)
+        heads, tails, layer_of_edge = heads[edge_kept], tails[edge_kept], layer_of_edge[edge_kept]
+    heads, tails = new_index[heads], new_index[tails]
+    counts = np.bincount(layer_of_edge, minlength=len(flat))
+    full = [f.numel() == p.numel() for f, p in zip(flat, patterns)]
+    blocks = _blocks(heads, tails, keep, group, counts, device)
+    return _Structure(patterns, flat, rows, kept, heads, tails, keep, group, full, blocks)
 
 
 class EdgeCache:
@@ -201,14 +242,17 @@ def weight_graph_edges(model: nn.Module, masks: dict | None = None, cache: EdgeC
     device = layers[0][0].device
     s = (cache or EdgeCache()).structure(patterns, n_inputs, device)
     parts = []
-    for (block, scale, _), flat, rows in zip(layers, s.flat, s.rows):
-        # index_select's backward is an index_add, much cheaper than the sorting
-        # accumulate-index_put behind block[rows, cols].
-        v = block.reshape(-1).index_select(0, flat)
-        if scale is not None:
-            v = v * scale.index_select(0, rows)
+    for (block, scale, _), flat, rows, full in zip(layers, s.flat, s.rows, s.full):
+        if full:  # every entry is an edge, in row-major order: no gather
+            v = (block if scale is None else block * scale[:, None]).reshape(-1)
+        else:
+            # index_select's backward is an index_add, much cheaper than the sorting
+            # accumulate-index_put behind block[rows, cols].
+            v = block.reshape(-1).index_select(0, flat)
+            if scale is not None:
+                v = v * scale.index_select(0, rows)
         parts.append(v.abs())
     values = torch.cat(parts)
     if s.kept is not None:
         values = values.index_select(0, s.kept)
-    return EdgeList(values=values, heads=s.heads, tails=s.tails, keep=s.keep, group=s.group, pattern=s)
+    return EdgeList(values=values, heads=s.heads, tails=s.tails, keep=s.keep, group=s.group, pattern=s, blocks=s.blocks)
