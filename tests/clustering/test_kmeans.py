@@ -231,3 +231,18 @@ def test_torch_kmeans_on_cuda_reaches_the_cpu_inertias():
     _, gpu = batched_kmeans_starts(embs, 6, 20, [np.random.default_rng(s) for s in range(2)], device="cuda")
     # float32 steps on another device may settle a near tie otherwise: compare the best
     np.testing.assert_allclose(gpu.min(axis=1), cpu.min(axis=1), rtol=1e-6)
+
+
+def test_torch_relocation_moves_an_empty_cluster_to_the_row_farthest_from_its_centre():
+    from nnclust.clustering.batched import _relocate_empty as relocate
+
+    x = torch.tensor([[0.0], [1.0], [2.5], [9.0], [10.0], [14.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])  # cluster 2 empty
+    counts = torch.bincount(labels, minlength=3)
+    centres = torch.tensor([[-3.0], [13.0], [50.0]], dtype=torch.float64)
+    relocate(x, labels, centres, counts)  # 2.5 is farthest (5.5 from -3), before 14 (1 from 13)
+    assert centres[2, 0] == 2.5 and labels.tolist() == [0, 0, 2, 1, 1, 1]
+    centres = torch.tensor([[1.0], [10.0], [50.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    relocate(x, labels, centres, counts)  # 14 (4 from 10), not 2.5 (1.5 from 1)
+    assert centres[2, 0] == 14.0 and labels.tolist() == [0, 0, 0, 1, 1, 2]
