@@ -23,7 +23,7 @@ class LaplacianEigenvalues(torch.autograd.Function):
     def forward(ctx, values, edges, num, solver):
         lam, y = solver.solve(edges, num)
         ctx.save_for_backward(lam, y)
-        ctx.ends = tuple(torch.from_numpy(a).to(values.device) for a in (edges.heads, edges.tails))
+        ctx.ends = edges.ends(values.device)
         ctx.blocks = edges.blocks
         return lam.to(values.dtype)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,6 +48,16 @@ class EdgeList:
     @property
     def n_kept(self) -> int:
         return int(self.keep.sum())
+
+    def ends(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(heads, tails) as int64 tensors on `device`; copied there once per structure."""
+        cached = getattr(self.pattern, "ends", None)
+        if cached is not None and device in cached:
+            return cached[device]
+        out = (torch.from_numpy(self.heads).to(device), torch.from_numpy(self.tails).to(device))
+        if cached is not None:
+            cached[device] = out
+        return out
 
     def odd_side(self) -> np.ndarray:
         """Bool (n_kept,): the kept nodes in odd node groups. Edges only join consecutive
@@ -135,6 +145,7 @@ class _Structure:
     group: np.ndarray
     full: list  # per layer: every entry is an edge (then the values are the block itself)
     blocks: tuple  # `EdgeList.blocks`
+    ends: dict = field(default_factory=dict)  # device -> (heads, tails) as int64 tensors there
 
 
 # A layer's kept edges are treated as a dense block of its kept nodes (`EdgeList.blocks`)

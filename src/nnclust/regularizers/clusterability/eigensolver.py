@@ -97,7 +97,7 @@ class LaplacianEigensolver:
         device = values.device
         if self.pick(values) == "torch":
             w = values.double()
-            h, t = (torch.from_numpy(a).to(device) for a in (edges.heads, edges.tails))
+            h, t = edges.ends(device)
             degree = torch.zeros(n, dtype=w.dtype, device=device).index_add_(0, h, w).index_add_(0, t, w)
             mw, s = normalize_edges(w, h, t, degree)
             m = torch.zeros(n, n, dtype=w.dtype, device=device)
