@@ -11,7 +11,7 @@ from tests.networks import small_layers
 
 from nnclust.clustering.batched import batched_spectral_embeddings
 from nnclust.clustering.spectral import spectral_embedding
-from nnclust.clustering.study import cluster_layers, shuffle_significance
+from nnclust.clustering.study import _shuffled_graph, cluster_layers, shuffle_significance
 from nnclust.exec.grid import expand_grid, run_grid
 from nnclust.exec.parallel import map_tasks
 from nnclust.structure.graph import build_graph
@@ -283,3 +283,14 @@ def test_bad_grid_and_script_names():
         expand_grid({"seed": 3})
     with pytest.raises(ValueError, match="unknown experiment 'train'"):
         run_grid("train", {"seed": [1]})
+
+
+def test_batched_embeddings_left_on_the_device_equal_the_host_ones():
+    graphs = [_shuffled_graph(i, small_layers(2), "all", 0, False, {}) for i in range(3)]
+    args = ([g.adjacency for g in graphs], 5, "cpu")
+    host = batched_spectral_embeddings(*args, sides=[g.sides for g in graphs])
+    kept = batched_spectral_embeddings(*args, sides=[g.sides for g in graphs], on_device=True)
+    for (vals, emb), (vals_d, emb_d) in zip(host, kept):
+        assert isinstance(emb_d, torch.Tensor)
+        np.testing.assert_array_equal(vals, vals_d)
+        np.testing.assert_array_equal(emb, emb_d.numpy())

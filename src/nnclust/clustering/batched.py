@@ -52,6 +52,7 @@ def batched_spectral_embeddings(
     sides: Sequence[np.ndarray] | None = None,
     seeds: Sequence[int] | None = None,
     dtype=torch.float64,
+    on_device: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """`spectral.spectral_embedding` for each graph, computed in one batched ``eigh``.
 
@@ -62,7 +63,9 @@ def batched_spectral_embeddings(
     with `seeds[b]` (default 0), as the CPU path would.
 
     Graphs of different sizes are padded to the largest; memory is about
-    len(adjs) x n_max^2 x 8 bytes on `device`, so callers pass chunks.
+    len(adjs) x n_max^2 x 8 bytes on `device`, so callers pass chunks. With `on_device`
+    the embeddings of the Gram path are float64 tensors left on `device` (for
+    `batched_kmeans`), the eigenvalues numpy arrays as always.
     """
     sizes = [a.shape[0] for a in adjs]
     seeds = [0] * len(adjs) if seeds is None else list(seeds)
@@ -99,16 +102,38 @@ def batched_spectral_embeddings(
         sigma = sig2[:, -num_eigs:].clamp_min(0.0).sqrt()
         z = z[:, :, -num_eigs:]
         top = (bmat @ z) / (sigma[:, None, :] * np.sqrt(2.0))
-        sigma, top, bottom = (t.double().cpu().numpy() for t in (sigma, top, z / np.sqrt(2.0)))
+        bottom = z / np.sqrt(2.0)
+        sigma_host = sigma.double().cpu().numpy()
+        if not on_device:
+            top, bottom = top.double().cpu().numpy(), bottom.double().cpu().numpy()
         for j, b in enumerate(todo):
             (rows, cols), (_, sqrt_deg) = splits[j], normalized[b]
-            if sigma[j].min() < MIN_SIGMA:  # B z / sigma would be inaccurate: solve M on the CPU
+            if sigma_host[j].min() < MIN_SIGMA:  # B z / sigma would be inaccurate: solve M on the CPU
                 out[b] = spectral_embedding(adjs[b], num_eigs, seeds[b], sides[b])
+                continue
+            if on_device:
+                out[b] = _embedding_on_device(sigma_host[j], top[j], bottom[j], rows, cols, sqrt_deg, device)
                 continue
             vecs = np.empty((sizes[b], num_eigs))
             vecs[rows], vecs[cols] = top[j, : rows.size], bottom[j, : cols.size]
-            out[b] = embedding_from_eigh(sigma[j], vecs, sqrt_deg)
+            out[b] = embedding_from_eigh(sigma_host[j], vecs, sqrt_deg)
     return out
+
+
+def _embedding_on_device(sigma, top, bottom, rows, cols, sqrt_deg, device) -> tuple[np.ndarray, torch.Tensor]:
+    """`spectral.embedding_from_eigh` with the vectors kept on `device`: the same order
+    (stable, by Laplacian eigenvalue), scaling and sign rule (the entry of largest
+    magnitude in each column positive)."""
+    lap_vals = 1.0 - sigma
+    order = np.argsort(lap_vals, kind="stable")
+    n = rows.size + cols.size
+    vecs = torch.empty(n, sigma.size, dtype=torch.float64, device=device)
+    vecs[torch.from_numpy(rows).to(device)] = top[: rows.size].double()
+    vecs[torch.from_numpy(cols).to(device)] = bottom[: cols.size].double()
+    emb = vecs[:, torch.from_numpy(order).to(device)] / torch.from_numpy(sqrt_deg).to(device)[:, None]
+    peak = emb.abs().argmax(dim=0)
+    signs = torch.sign(emb[peak, torch.arange(emb.shape[1], device=device)])
+    return np.clip(lap_vals[order], 0.0, 2.0), emb * signs
 
 
 # k-means batched over graphs and starts: `kmeans.kmeans_starts` in torch.

@@ -70,7 +70,7 @@ def _gpu_shuffled_ncuts(
 ) -> list[float]:
     """The GPU path. The main process builds a batch of shuffled graphs, solves their
     eigenproblems in one batched ``eigh`` on `device`, and runs the k-means of all of
-    them, every start at once, on `device` too (`batched_kmeans`, with the draws of
+    them, every start at once, on the embeddings left there (`batched_kmeans`, with the draws of
     each shuffle's ``kmeans`` stream, as the CPU path's `kmeans_labels`); the n-cuts
     are taken here from the labels."""
     from nnclust.clustering.batched import batched_kmeans, batched_spectral_embeddings  # torch only on this path
@@ -81,8 +81,9 @@ def _gpu_shuffled_ncuts(
         graphs = [_shuffled_graph(i, **shuffle) for i in indices]
         seeds = [_kmeans_seed(shuffle["seed"], i) for i in indices]
         embeddings = batched_spectral_embeddings(
-            [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs], seeds=seeds
-        )
+            [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs], seeds=seeds,
+            on_device=True,
+        )  # fmt: skip
         rngs = [seeding.rng(s, "kmeans") for s in seeds]
         found = batched_kmeans([emb for _, emb in embeddings], num_clusters, n_init, rngs, device)
         out.extend(ncut(g.adjacency, labels) for g, (labels, _) in zip(graphs, found))
