@@ -158,6 +158,8 @@ def _spy_shuffle(mp, rec):
         return real(adjs, k, "cpu", **kw)
 
     mp.setattr(batched, "batched_spectral_embeddings", embeddings)
+    real_kmeans = batched.batched_kmeans
+    mp.setattr(batched, "batched_kmeans", lambda xs, k, n_init, rngs, device: real_kmeans(xs, k, n_init, rngs, "cpu"))
 
 
 def _spy_ablate(mp, rec):

@@ -3,8 +3,10 @@ scikit-learn's KMeans with the same number of starts on trained networks' embedd
 
 import numpy as np
 import pytest
+import torch
 from sklearn.cluster import KMeans
 
+from nnclust.clustering.batched import batched_kmeans, batched_kmeans_starts
 from nnclust.clustering.kmeans import _Nearest, _relocate_empty, kmeans, kmeans_plusplus, kmeans_starts
 from nnclust.clustering.spectral import kmeans_labels, ncut, spectral_embedding
 from nnclust.clustering.study import _shuffled_graph
@@ -179,3 +181,68 @@ def test_quality_matches_scikit_learn_with_equal_starts_on_trained_nets(pruned_d
         assert np.mean([i for _, i in ours]) <= np.mean([t.inertia_ for t in theirs]) * 1.01
         ours_ncut = np.mean([ncut(g.adjacency, lab) for lab, _ in ours])
         assert ours_ncut <= np.mean([ncut(g.adjacency, t.labels_) for t in theirs]) * 1.01
+
+
+def test_torch_kmeans_reaches_the_numpy_inertias_for_the_same_starts_on_trained_nets(pruned_digits_mlp):
+    """`batched_kmeans_starts` on CPU against `kmeans_starts`: the trained net's embedding
+    and two of its 'all' shuffles' (different sizes: padding) in one batch, each with its
+    own rng; every start's inertia agrees to float tolerance, and the labels with it."""
+    run, _ = pruned_digits_mlp
+    layers = extract_layers(load_checkpoint(run.artifacts["pruned_model.pt"]))
+    graphs = [build_graph(layers)] + [_shuffled_graph(i, layers, "all", 0, False, {}) for i in range(2)]
+    k, n_init = 8, 10
+    embs = [spectral_embedding(g.adjacency, k, 0, g.sides)[1] for g in graphs]
+    assert len({e.shape[0] for e in embs}) > 1  # graphs of several sizes share the batch
+    labels, inertia = batched_kmeans_starts(embs, k, n_init, [np.random.default_rng(s) for s in range(3)])
+    for b, emb in enumerate(embs):
+        ref_labels, ref_inertia, _ = kmeans_starts(emb, k, n_init, np.random.default_rng(b))
+        np.testing.assert_allclose(inertia[b], ref_inertia, rtol=1e-10)
+        assert (labels[b] == ref_labels).mean() > 0.999
+    # and the best start, as `kmeans` picks it
+    best = batched_kmeans(embs, k, n_init, [np.random.default_rng(s) for s in range(3)])
+    for b, emb in enumerate(embs):
+        ref_labels, ref_inertia = kmeans(emb, k, n_init, np.random.default_rng(b))
+        assert best[b][1] == pytest.approx(ref_inertia, rel=1e-10)
+        assert same_partition(best[b][0], ref_labels)
+
+
+def test_torch_kmeans_finds_blobs_moves_empty_clusters_and_differs_by_rng():
+    x, truth, _ = blobs(k=4)
+    ((labels, inertia),) = batched_kmeans([x], 4, 5, [np.random.default_rng(0)])
+    assert same_partition(labels, truth)
+    expected = sum(((x[truth == c] - x[truth == c].mean(0)) ** 2).sum() for c in range(4))
+    assert inertia == pytest.approx(expected, rel=1e-9)
+    # duplicates force an empty cluster at k-means++ (see the numpy test above)
+    dup = np.array([[0.0]] * 5 + [[10.0]] * 6)
+    got, ref = batched_kmeans([dup], 3, 4, [np.random.default_rng(0)])[0], kmeans(dup, 3, 4, np.random.default_rng(0))
+    assert same_partition(got[0], ref[0]) and got[1] == pytest.approx(ref[1], abs=1e-12)
+    # other draws, other starts: the per-start inertias of two rngs differ
+    emb = np.random.default_rng(5).normal(size=(200, 4))
+    _, a = batched_kmeans_starts([emb], 6, 5, [np.random.default_rng(0)])
+    _, b = batched_kmeans_starts([emb], 6, 5, [np.random.default_rng(1)])
+    assert not np.allclose(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_kmeans_on_cuda_reaches_the_cpu_inertias():
+    rng = np.random.default_rng(0)
+    embs = [rng.normal(size=(n, 6)) for n in (500, 430)]
+    _, cpu = batched_kmeans_starts(embs, 6, 20, [np.random.default_rng(s) for s in range(2)])
+    _, gpu = batched_kmeans_starts(embs, 6, 20, [np.random.default_rng(s) for s in range(2)], device="cuda")
+    # float32 steps on another device may settle a near tie otherwise: compare the best
+    np.testing.assert_allclose(gpu.min(axis=1), cpu.min(axis=1), rtol=1e-6)
+
+
+def test_torch_relocation_moves_an_empty_cluster_to_the_row_farthest_from_its_centre():
+    from nnclust.clustering.batched import _relocate_empty as relocate
+
+    x = torch.tensor([[0.0], [1.0], [2.5], [9.0], [10.0], [14.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])  # cluster 2 empty
+    counts = torch.bincount(labels, minlength=3)
+    centres = torch.tensor([[-3.0], [13.0], [50.0]], dtype=torch.float64)
+    relocate(x, labels, centres, counts)  # 2.5 is farthest (5.5 from -3), before 14 (1 from 13)
+    assert centres[2, 0] == 2.5 and labels.tolist() == [0, 0, 2, 1, 1, 1]
+    centres = torch.tensor([[1.0], [10.0], [50.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    relocate(x, labels, centres, counts)  # 14 (4 from 10), not 2.5 (1.5 from 1)
+    assert centres[2, 0] == 14.0 and labels.tolist() == [0, 0, 0, 1, 1, 2]

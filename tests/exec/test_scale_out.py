@@ -11,7 +11,7 @@ from tests.networks import small_layers
 
 from nnclust.clustering.batched import batched_spectral_embeddings
 from nnclust.clustering.spectral import spectral_embedding
-from nnclust.clustering.study import cluster_layers, shuffle_significance
+from nnclust.clustering.study import _shuffled_graph, cluster_layers, shuffle_significance
 from nnclust.exec.grid import expand_grid, run_grid
 from nnclust.exec.parallel import map_tasks
 from nnclust.structure.graph import build_graph
@@ -74,9 +74,13 @@ def test_batched_path_gives_the_cpu_study_numbers(monkeypatch):
     monkeypatch.setattr(
         spectral_torch, "batched_spectral_embeddings", lambda adjs, k, device, **kw: real(adjs, k, "cpu", **kw)
     )
-    for n_jobs in (1, 2):  # k-means of a batch on local workers
+    real_kmeans = spectral_torch.batched_kmeans
+    monkeypatch.setattr(
+        spectral_torch, "batched_kmeans", lambda xs, k, n_init, rngs, device: real_kmeans(xs, k, n_init, rngs, "cpu")
+    )
+    for batch_size in (4, 6):  # k-means of a batch in torch, every shuffle and start at once
         batched = shuffle_significance(
-            layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=4, n_jobs=n_jobs
+            layers, 4, 6, "nonzero", seed=3, progress=False, device="cuda", batch_size=batch_size
         )
         np.testing.assert_allclose(batched["shuffled_ncuts"], cpu["shuffled_ncuts"], rtol=1e-9)
         assert batched["true_ncut"] == cpu["true_ncut"]
@@ -279,3 +283,14 @@ def test_bad_grid_and_script_names():
         expand_grid({"seed": 3})
     with pytest.raises(ValueError, match="unknown experiment 'train'"):
         run_grid("train", {"seed": [1]})
+
+
+def test_batched_embeddings_left_on_the_device_equal_the_host_ones():
+    graphs = [_shuffled_graph(i, small_layers(2), "all", 0, False, {}) for i in range(3)]
+    args = ([g.adjacency for g in graphs], 5, "cpu")
+    host = batched_spectral_embeddings(*args, sides=[g.sides for g in graphs])
+    kept = batched_spectral_embeddings(*args, sides=[g.sides for g in graphs], on_device=True)
+    for (vals, emb), (vals_d, emb_d) in zip(host, kept):
+        assert isinstance(emb_d, torch.Tensor)
+        np.testing.assert_array_equal(vals, vals_d)
+        np.testing.assert_array_equal(emb, emb_d.numpy())

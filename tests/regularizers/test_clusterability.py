@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from nnclust.clustering.spectral import DENSE_LIMIT
 from nnclust.data import load_dataset
 from nnclust.nets.layers import extract_layers
 from nnclust.nets.registry import build_model, layer_modules
@@ -19,6 +20,7 @@ from nnclust.regularizers import (
     rescale_hidden_units,
     weight_graph_edges,
 )
+from nnclust.regularizers.clusterability import EdgeCache
 from nnclust.structure.graph import GraphError, build_graph
 from nnclust.training import prunable_weights, train
 
@@ -422,3 +424,61 @@ def test_a_solver_loaded_with_saved_warm_starts_continues_bit_for_bit():
     assert torch.equal(lam, lam_r) and torch.equal(y, y_r)
     lam_c, _ = cold.solve(edges, K + 1)
     assert not torch.equal(lam, lam_c)  # a cold start takes other iterations: the last bits differ
+
+
+def term_and_gradient(model, solver, cache=None) -> tuple[float, torch.Tensor]:
+    params = graph_params(model)
+    loss = clusterability_loss(model, K, solver=solver, cache=cache)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return loss.item(), torch.cat([g.flatten() for g in grads])
+
+
+@pytest.mark.parametrize("hidden", [480, 512])  # Gram side 490 and 522 nodes: either side of DENSE_LIMIT
+def test_the_solver_choice_gives_the_same_term_and_gradient_on_both_sides_of_the_threshold(hidden):
+    model = mlp(seed=4, hidden=(hidden, hidden), n_in=64, n_out=10)
+    weights = prunable_weights(model)
+    masks = magnitude_masks(weights, 0.9, "layer")  # fill 0.1: below GRAM_DENSE_FILL, so size decides
+    with torch.no_grad():
+        for name, w in weights.items():
+            w.mul_(masks[name])
+    side = int((weight_graph_edges(model).odd_side()).sum())
+    assert (side <= DENSE_LIMIT) == (hidden == 480)
+    ref_value, ref_grad = term_and_gradient(model, LaplacianEigensolver("dense"))
+    for solver in (
+        LaplacianEigensolver("auto"),  # the default: Gram eigh below the limit, Lanczos above
+        LaplacianEigensolver("eigsh", dense_limit=side),  # forced Gram eigh
+        LaplacianEigensolver("eigsh", dense_limit=side - 1, dense_fill=float("inf")),  # forced Lanczos
+    ):
+        value, grad = term_and_gradient(model, solver)
+        assert abs(value - ref_value) <= 1e-10 * abs(ref_value)
+        assert (grad - ref_grad).norm() <= 1e-10 * ref_grad.norm()
+
+
+def assert_same_edges(a, b) -> None:
+    for name in ("heads", "tails", "keep", "group"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert torch.equal(a.values, b.values)
+
+
+def test_an_edge_cache_gives_the_edges_built_afresh_and_follows_pruning():
+    model = random_batch_norms(build_model({"name": "mlp", "hidden": [8, 8], "batch_norm": True}, (6,), 3))
+    cache = EdgeCache()
+    first = weight_graph_edges(model, cache=cache)
+    with torch.no_grad():
+        model.layer0.fc.weight.mul_(1.5)
+    moved = weight_graph_edges(model, cache=cache)
+    assert moved.pattern is first.pattern  # same zeros: the structure is reused
+    assert not torch.equal(moved.values, first.values)
+    assert_same_edges(moved, weight_graph_edges(model))
+    with torch.no_grad():
+        model.layer1.fc.weight[:, 2] = 0  # prune: unit 2 of layer 0 loses its outgoing edges
+        model.layer0.bn.weight[4] = 0  # a zero BN scale removes unit 4's incoming edges
+    pruned = weight_graph_edges(model, cache=cache)
+    assert pruned.pattern is not first.pattern
+    assert pruned.values.numel() < first.values.numel() - 8
+    assert_same_edges(pruned, weight_graph_edges(model))
+    # and the term and its gradient through the cached structure equal the fresh ones
+    solver = LaplacianEigensolver("dense")
+    cached_value, cached_grad = term_and_gradient(model, solver, cache)
+    value, grad = term_and_gradient(model, solver)
+    assert cached_value == value and torch.equal(cached_grad, grad)

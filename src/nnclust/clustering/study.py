@@ -65,11 +65,6 @@ def _shuffled_ncuts(indices, shuffle: dict, num_clusters: int, n_init: int) -> l
     return out
 
 
-def _kmeans_task(item, num_clusters: int, n_init: int) -> np.ndarray:
-    emb, seed = item
-    return kmeans_labels(emb, num_clusters, seed, n_init)
-
-
 def _gpu_shuffled_ncuts(
     shuffle: dict,
     num_shuffles: int,
@@ -77,17 +72,17 @@ def _gpu_shuffled_ncuts(
     n_init: int,
     device: str,
     batch_size: int,
-    n_jobs: int,
     bar,
     done: Mapping[int, float],
     on_result: Callable,
 ) -> list[float]:
-    """The GPU path. The main process builds a batch of shuffled graphs and solves their
-    eigenproblems in one batched ``eigh`` on `device`; k-means on the embeddings, most of
-    a shuffle's CPU time, goes to `n_jobs` local workers; the n-cuts come back here."""
-    from nnclust.clustering.batched import batched_spectral_embeddings  # torch only on this path
+    """The GPU path. The main process builds a batch of shuffled graphs, solves their
+    eigenproblems in one batched ``eigh`` on `device`, and runs the k-means of all of
+    them, every start at once, on the embeddings left there (`batched_kmeans`, with the draws of
+    each shuffle's ``kmeans`` stream, as the CPU path's `kmeans_labels`); the n-cuts
+    are taken here from the labels."""
+    from nnclust.clustering.batched import batched_kmeans, batched_spectral_embeddings  # torch only on this path
 
-    task = partial(_kmeans_task, num_clusters=num_clusters, n_init=n_init)
     out = []
     for start in range(0, num_shuffles, batch_size):
         indices = range(start, min(start + batch_size, num_shuffles))
@@ -98,10 +93,12 @@ def _gpu_shuffled_ncuts(
         graphs = [_shuffled_graph(i, **shuffle) for i in indices]
         seeds = [_kmeans_seed(shuffle["seed"], i) for i in indices]
         embeddings = batched_spectral_embeddings(
-            [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs], seeds=seeds
-        )
-        labels = map_tasks(task, [(emb, s) for (_, emb), s in zip(embeddings, seeds)], n_jobs, progress=False)
-        out.extend(ncut(g.adjacency, lab) for g, lab in zip(graphs, labels))
+            [g.adjacency for g in graphs], num_clusters, device, sides=[g.sides for g in graphs], seeds=seeds,
+            on_device=True,
+        )  # fmt: skip
+        rngs = [seeding.rng(s, "kmeans") for s in seeds]
+        found = batched_kmeans([emb for _, emb in embeddings], num_clusters, n_init, rngs, device)
+        out.extend(ncut(g.adjacency, labels) for g, (labels, _) in zip(graphs, found))
         for i in indices:
             on_result(i, out[i])
         bar.update(len(indices))
@@ -154,8 +151,8 @@ def shuffle_significance(
 
     Shuffle i uses child i of the ``shuffle`` stream of `seed`, whatever runs it:
     `n_jobs` local joblib workers, a Dask cluster at `scheduler_address`, or, with
-    ``device="cuda"``, batches of `batch_size` eigenproblems on the GPU, with k-means
-    on `n_jobs` local workers (not with `scheduler_address`). The true network
+    ``device="cuda"``, batches of `batch_size` shuffles whose eigenproblems and k-means
+    run on the GPU (`n_jobs` is then unused; not with `scheduler_address`). The true network
     is always clustered on the CPU, exactly as the clustering experiment does.
     The network and every shuffle get the same search: `n_init` k-means++ starts
     through `spectral_cluster`. A permutation test is only valid when the observed
@@ -183,7 +180,7 @@ def shuffle_significance(
             raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='cpu'")
         if scheduler_address:
             raise ValueError(
-                f"device={device!r} solves the shuffles on this machine's GPU, with k-means on local workers, "
+                f"device={device!r} solves the shuffles on this machine's GPU, "
                 "so it cannot use scheduler_address; unset one of them"
             )
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
@@ -211,7 +208,7 @@ def shuffle_significance(
             on_result(None, true_ncuts)
         with tqdm(total=num_shuffles, desc=desc, disable=not progress, leave=False) as bar:
             ncuts = _gpu_shuffled_ncuts(
-                shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, n_jobs, bar, done, on_result
+                shuffle, num_shuffles, num_clusters, shuffle_n_init, device, batch_size, bar, done, on_result
             )
         return {**shuffle_statistics(true_ncuts[0], np.asarray(ncuts), true_ncuts[1:]), **search}
     # The network travels to each worker once (`map_tasks`' shared), so tasks are cheap;

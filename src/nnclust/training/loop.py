@@ -125,12 +125,19 @@ def train(
         start = _restore(resume, state, sched, gen, callbacks, epochs)
     n = len(data.x_train)
     augment = getattr(data, "augment", None)  # data may be any object with x_train/y_train
+    # The per-step hooks, looked up once rather than at every step.
+    loss_terms = [cb.loss_term for cb in callbacks if hasattr(cb, "loss_term")]
+    step_ends = [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")]
     bar = tqdm(range(start, epochs), desc="train", disable=not progress, initial=start, total=epochs)
     for epoch in bar:
         state.epoch = epoch
         model.train()
         order = torch.randperm(n, generator=gen)
-        total = 0.0
+        # The epoch's summed loss stays a float64 tensor on the device: reading it per
+        # step (.item()) would wait for the device at every step. Each term is the
+        # float32 loss widened exactly, times the batch size, summed in step order in
+        # float64: the sum that Python floats gave.
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
@@ -138,21 +145,20 @@ def train(
                 xb = augment(xb, gen)
             ce = obj.loss(model(xb), yb)
             loss = ce
-            for cb in callbacks:
-                if hasattr(cb, "loss_term") and (term := cb.loss_term(state)) is not None:
+            for loss_term in loss_terms:
+                if (term := loss_term(state)) is not None:
                     loss = loss + term
             state.loss = loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += ce.item() * len(idx)  # train_loss excludes regularizer terms
+            total += ce.detach().double() * len(idx)  # train_loss excludes regularizer terms
             state.step += 1
-            for cb in callbacks:
-                if hasattr(cb, "on_step_end"):
-                    cb.on_step_end(state)
+            for step_end in step_ends:
+                step_end(state)
         sched.step()
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, objective=objective)
-        state.metrics = {"train_loss": total / n, "test_loss": test_loss, "test_accuracy": test_acc}
+        state.metrics = {"train_loss": total.item() / n, "test_loss": test_loss, "test_accuracy": test_acc}
         for cb in callbacks:
             if hasattr(cb, "on_epoch_end"):
                 cb.on_epoch_end(state)

@@ -10,6 +10,7 @@ import torch
 from nnclust.core.config import check_keys
 from nnclust.regularizers.clusterability import CONFIG_DEFAULTS
 from nnclust.regularizers.clusterability.autograd import clusterability_loss
+from nnclust.regularizers.clusterability.edges import EdgeCache
 from nnclust.regularizers.clusterability.eigensolver import LaplacianEigensolver
 from nnclust.structure.transforms import rescale_hidden_units
 
@@ -47,6 +48,7 @@ class ClusterabilityRegularizer:
             raise ValueError(f"normalize must be a bool, got {normalize!r}")
         self.normalize = bool(normalize)
         self.solver = LaplacianEigensolver(method)
+        self.cache = EdgeCache()
         self.last: float | None = None  # value of the last term added
         self.history: list[tuple[int, float]] = []  # (step, term value) of every application
         self._epoch: list[float] = []
@@ -54,7 +56,7 @@ class ClusterabilityRegularizer:
     def loss_term(self, state) -> torch.Tensor | None:
         if state.step % self.frequency:
             return None
-        term = self.lam * clusterability_loss(state.model, self.num_eigs, solver=self.solver)
+        term = self.lam * clusterability_loss(state.model, self.num_eigs, solver=self.solver, cache=self.cache)
         self.last = float(term.detach())
         self.history.append((state.step, self.last))
         self._epoch.append(self.last)

@@ -11,6 +11,7 @@ from scipy.sparse.linalg import eigsh
 from nnclust.clustering.spectral import (
     DENSE_LIMIT,
     GRAM_DENSE_FILL,
+    _threadpools,
     bipartite_eigs,
     bipartite_split,
     normalize_edges,
@@ -46,6 +47,16 @@ class LaplacianEigensolver:
     ``"auto"``
         ``"torch"`` for CUDA tensors, else ``"eigsh"``.
 
+    The size threshold between a dense eigh of the Gram matrix and Lanczos is
+    `dense_limit` nodes on the smaller side (DENSE_LIMIT, 500), or any size from
+    `dense_fill` (GRAM_DENSE_FILL) filled blocks. `benchmarks/clusterability_epoch.py`
+    measures it for warm-started training solves (one BLAS thread): on dense MLPs the
+    dense eigh was 1.8-3.7x faster than Lanczos at every size up to 522 nodes; on
+    90%-pruned ones it was faster up to 138 nodes, and from 266 nodes the two were
+    within the noise of a loaded machine of each other (Lanczos 0.56-2.0x the dense
+    time), so 500 stays. A test pins that the term and gradient on both sides agree
+    to 1e-10.
+
     Lanczos starts from the previous call's eigenvectors when the operator has the
     same size: during training the graph moves little between steps, and the warm start
     saves about a fifth of the iterations.
@@ -61,6 +72,8 @@ class LaplacianEigensolver:
         self.dense_fill = float(dense_fill)
         self.seed = seed
         self._warm: dict[tuple[str, int], np.ndarray] = {}  # (operator, size) -> start vector
+        self._plan_of: object = None  # the EdgeList.pattern that `_plan` was derived from
+        self._plan: tuple = ()
 
     def warm_state(self) -> dict[str, torch.Tensor]:
         """The Lanczos warm starts as ``{"<operator>:<size>": tensor}``."""
@@ -84,7 +97,7 @@ class LaplacianEigensolver:
         device = values.device
         if self.pick(values) == "torch":
             w = values.double()
-            h, t = (torch.from_numpy(a).to(device) for a in (edges.heads, edges.tails))
+            h, t = edges.ends(device)
             degree = torch.zeros(n, dtype=w.dtype, device=device).index_add_(0, h, w).index_add_(0, t, w)
             mw, s = normalize_edges(w, h, t, degree)
             m = torch.zeros(n, n, dtype=w.dtype, device=device)
@@ -96,11 +109,16 @@ class LaplacianEigensolver:
         h, t = edges.heads, edges.tails  # int64 (n_edges,)
         degree = np.bincount(h, w, minlength=n) + np.bincount(t, w, minlength=n)
         mw, s = normalize_edges(w, h, t, degree)
-        if self.pick(values) == "dense":
-            m = symmetric(mw, h, t, n).toarray()
-            mvals, u = scipy.linalg.eigh(m, subset_by_index=[n - num, n - 1])
-        else:
-            mvals, u = self._bipartite(mw, edges, num)
+        # One BLAS thread: a training step's eigenproblem is small, and on a busy machine
+        # threads spinning on it cost more than they save (the 138-node Gram matrix of
+        # the digits MLP took 35 ms with two threads on a loaded 2-core machine, 0.8 ms
+        # with one); products then also sum in one order whatever the machine.
+        with _threadpools().limit(limits=1, user_api="blas"):
+            if self.pick(values) == "dense":
+                m = symmetric(mw, h, t, n).toarray()
+                mvals, u = scipy.linalg.eigh(m, subset_by_index=[n - num, n - 1])
+            else:
+                mvals, u = self._bipartite(mw, edges, num)
         order = np.argsort(-mvals)
         lam = torch.from_numpy(1.0 - mvals[order]).to(device)
         # C order: the backward gathers rows of y.
@@ -121,9 +139,12 @@ class LaplacianEigensolver:
         )
         return vals, vecs
 
-    def _bipartite(self, mw: np.ndarray, edges: EdgeList, num: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `num` largest eigenpairs (unordered) of M with off-diagonal entries `mw`,
-        through the singular values of its bipartite block."""
+    def _bipartite_plan(self, edges: EdgeList) -> tuple:
+        """Index arrays of the bipartite block B of an edge list's structure, kept while
+        the structure (``edges.pattern``) stays the same: (rows' nodes, columns' nodes,
+        CSR order of the edges, CSR indices, CSR indptr)."""
+        if edges.pattern is not None and self._plan_of is edges.pattern:
+            return self._plan
         n, h, t = edges.n_kept, edges.heads, edges.tails
         rows_nodes, cols_nodes = bipartite_split(edges.odd_side())
         cols_side = np.zeros(n, bool)
@@ -134,7 +155,18 @@ class LaplacianEigensolver:
         head_in_cols = cols_side[h]
         r = pos[np.where(head_in_cols, t, h)]
         c = pos[np.where(head_in_cols, h, t)]
-        b = sp.csr_matrix((mw, (r, c)), shape=(rows_nodes.size, cols_nodes.size))
+        order = np.lexsort((c, r))  # CSR order: by row, then column
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=rows_nodes.size))])
+        self._plan = (rows_nodes, cols_nodes, order, c[order], indptr)
+        self._plan_of = edges.pattern
+        return self._plan
+
+    def _bipartite(self, mw: np.ndarray, edges: EdgeList, num: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `num` largest eigenpairs (unordered) of M with off-diagonal entries `mw`,
+        through the singular values of its bipartite block."""
+        n, h, t = edges.n_kept, edges.heads, edges.tails
+        rows_nodes, cols_nodes, order, indices, indptr = self._bipartite_plan(edges)
+        b = sp.csr_matrix((mw[order], indices, indptr), shape=(rows_nodes.size, cols_nodes.size))
         found = bipartite_eigs(b, num, lambda op, k: self._lanczos(op, k, "gram"), self.dense_limit, self.dense_fill)
         if found is not None:
             sigma, top, bottom = found
