@@ -271,6 +271,8 @@ def test_a_gpu_study_skips_whole_batches_only(world, monkeypatch):
         "batched_spectral_embeddings",
         lambda a, k, device, **kw: sizes.append(len(a)) or real(a, k, "cpu", **kw),
     )
+    kmeans = batched.batched_kmeans
+    monkeypatch.setattr(batched, "batched_kmeans", lambda emb, k, n, rngs, device: kmeans(emb, k, n, rngs, "cpu"))
     layers = extract_layers(load_model_ref(str(world["train"]))[1])
     kw = {"n_init": 3, "spread_searches": 2, "seed": 5, "progress": False, "device": "cuda", "batch_size": 2}
     full = study.shuffle_significance(layers, 3, 5, **kw)
