@@ -3,6 +3,7 @@ cluster each (pruned and unpruned) and compare its n-cut with shuffled copies.
 
     python src/clustering_factors.py                       # digits, 5 conditions x 3 seeds
     python src/clustering_factors.py with quick            # a 2-minute check
+    python src/clustering_factors.py with mnist5k          # the published 784-256x4-10 MLP on mnist5k
     python src/clustering_factors.py with seeds=[0,1,2,3,4] n_jobs=4
     python src/clustering_factors.py with scheduler_address=tcp://127.0.0.1:8786
 

@@ -10,6 +10,7 @@ import pytest
 from sacred.observers import FileStorageObserver
 
 import clustering_factors
+import train_model
 from nnclust.exec.grid import run_in_process
 from nnclust.experiments.factors import factor_table, format_table
 from nnclust.storage import paths
@@ -61,3 +62,15 @@ def test_quick_grid_runs_every_cell_as_a_stored_chain(tmp_path):
     assert sorted(len(c["regularizers"]) for c in l1_train) == [0, 1]  # the l1 condition adds its penalty
     folder = tmp_path / "factor_runs" / str(run._id)
     assert (folder / paths.FACTOR_TABLE).stat().st_size > 0 and (folder / paths.FACTOR_PLOT).stat().st_size > 0
+
+
+def test_mnist5k_grid_trains_the_published_mlp():
+    """`with mnist5k`: every cell trains 784-256-256-256-256-10 on mnist5k for 20 dense
+    epochs before factor_base's pruning to 90%, as the grid builds each cell's config."""
+    updates = clustering_factors.ex._create_run(named_configs=["mnist5k"]).config["train_updates"]
+    config = train_model.ex._create_run(config_updates=updates, named_configs=["factor_base"]).config
+    pruning = config["pruning"]
+    assert config["dataset"]["name"] == "mnist5k"
+    assert config["model"] == {"name": "mlp", "hidden": [256, 256, 256, 256], "dropout": 0.0}
+    assert config["epochs"] - pruning["num_pruning_epochs"] - pruning["num_finetune_epochs"] == 20
+    assert (pruning["final_sparsity"], pruning["num_pruning_epochs"], pruning["num_finetune_epochs"]) == (0.9, 10, 6)
