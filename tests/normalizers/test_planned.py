@@ -207,3 +207,38 @@ def test_hypernet_keeps_zero_weights_zero():
     x = torch.from_numpy(np.random.default_rng(1).normal(size=(64, 4))).float()
     new = normalize("hypernet", layers, {"steps": 3}, data=SimpleNamespace(x_train=x))
     assert (new.layers[0].weight[:, ::2] == 0).all() and new.layers[0].weight[:, 1::2].all()
+
+
+PLANNED = {
+    "combine_large_bias_relus": {},
+    "split_modules": {"num_clusters": 2},
+    "merge_identical_modules": {},
+    "hypernet": {"steps": 20},
+}
+
+
+def test_each_planned_normalizer_runs_as_a_script_and_shows_in_the_tree(tmp_path):
+    from sacred.observers import FileStorageObserver
+
+    import normalize_model
+    import train_model
+    from nnclust.exec.grid import run_in_process
+    from nnclust.normalizers import tree
+
+    assert set(PLANNED) <= set(NORMALIZERS.names())
+    train_dir, norm_dir = tmp_path / "training_runs", tmp_path / "normalized_models"
+    config = {"dataset": {"name": "moons", "n_samples": 200}, "model": {"name": "mlp", "hidden": [8, 8]},
+              "epochs": 2, "batch_size": 32, "progress": False, "seed": 1}  # fmt: skip
+    trained = run_in_process(train_model.ex, [FileStorageObserver(str(train_dir))], config)
+    results = {}
+    for name, options in PLANNED.items():
+        config = {"model": str(train_dir / str(trained._id)), "normalizer": name, "options": options,
+                  "progress": False}  # fmt: skip
+        results[name] = run_in_process(normalize_model.ex, [FileStorageObserver(str(norm_dir))], config).result
+    for name, res in results.items():
+        assert res["normalizer"] == name and np.isfinite(res["max_output_change"])
+        assert res["parent_hidden_widths"] == [8, 8] and res["metrics"]["accuracy"] is not None
+    assert results["hypernet"]["final_loss"] is not None
+    roots = tree.build_forest(tree.runs_from_folder(train_dir) + tree.runs_from_folder(norm_dir))
+    assert len(roots) == 1
+    assert [(n.normalizer, d) for n, d, _ in roots[0].walk()] == [(None, 0)] + [(name, 1) for name in PLANNED]
