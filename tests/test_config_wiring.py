@@ -773,6 +773,10 @@ UNDECLARED = {
     "normalize_model": {
         "data_root": Execution("elsewhere/datasets", _loader_root, base={"dataset": MOONS}),
         "options": Result({"threshold": 0.5}, base={"normalizer": "delete_dead_neurons"}),
+        "example": Elsewhere(
+            "tests/normalizers/test_examples.py::test_make_example_rnn_takes_its_options_and_delete_dead_reads_it",
+            "only the make_example commands read it, which a run does not",
+        ),
     },
     "compact_model": {
         "data_root": Execution("elsewhere/datasets", _loader_root, base={"dataset": MOONS}, ignore=COMPACT_TIMING)
