@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from nnclust.nets.weight_layer import WeightLayer
 from nnclust.normalizers import NORMALIZERS, check_options, forward, normalize
 from nnclust.normalizers.lowrank import combine_large_bias_units, energy_rank
 from nnclust.normalizers.modules import equivalent_units, merge_identical_modules, split_modules
-from nnclust.nets.weight_layer import WeightLayer
 
 RNG = np.random.default_rng(7)
 X = RNG.uniform(-1, 1, size=(300, 3))

@@ -35,7 +35,9 @@ def example_options(kind: str, options: Mapping | None) -> dict:
         value = full[key]
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-            raise ConfigError(f"example.{key}={value!r} is not allowed: expected positive ints, e.g. {EXAMPLES[kind][key]}")
+            raise ConfigError(
+                f"example.{key}={value!r} is not allowed: expected positive ints, e.g. {EXAMPLES[kind][key]}"
+            )
     return full
 
 

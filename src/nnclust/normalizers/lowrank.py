@@ -98,9 +98,7 @@ def combine_large_bias_units(
             in_mask[slots] = True
         if out_mask is not None:
             out_mask[:, slots] = True
-        layers[g] = replace(
-            lay, weight=weight[keep], bias=bias[keep], mask=None if in_mask is None else in_mask[keep]
-        )
+        layers[g] = replace(lay, weight=weight[keep], bias=bias[keep], mask=None if in_mask is None else in_mask[keep])
         layers[g + 1] = replace(
             nxt, weight=out_w[:, keep], bias=next_bias, mask=None if out_mask is None else out_mask[:, keep]
         )

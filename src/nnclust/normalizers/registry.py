@@ -115,8 +115,11 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             lowrank.combine_large_bias_units,
             "approximate",
             {"energy_tol": 1e-12, "margin": 1.0, "min_preactivation": 0.0},
-            {"energy_tol": Interval(0, 1), "margin": Interval(0, None, closed="neither"),
-             "min_preactivation": Interval(0, None)},
+            {
+                "energy_tol": Interval(0, 1),
+                "margin": Interval(0, None, closed="neither"),
+                "min_preactivation": Interval(0, None),
+            },
             needs_data=True,
             description="units active on all the data replaced by a low-rank factorisation of their map",
         ),  # fmt: skip
@@ -124,9 +127,13 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             modules.split_modules,
             "approximate",
             {"labels": None, "num_clusters": 2, "seed": 0},
-            {"labels": _LABELS, "num_clusters": Interval(2, None, integer=True), "seed": Interval(0, None, integer=True)},
+            {
+                "labels": _LABELS,
+                "num_clusters": Interval(2, None, integer=True),
+                "seed": Interval(0, None, integer=True),
+            },
             description="weights between different modules of a clustering set to zero",
-        ),
+        ),  # fmt: skip
         "merge_identical_modules": Normalizer(
             modules.merge_identical_modules,
             "data",
@@ -171,8 +178,11 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             Lazy("nnclust.normalizers.hypernet:hypernet"),
             "crude",
             {**_ADAM_DEFAULTS, "steps": 300, "lr": 1e-2, "embedding_dim": 4, "hidden": 32},
-            {**_TRAIN_CONSTRAINTS, "embedding_dim": Interval(1, None, integer=True),
-             "hidden": Interval(1, None, integer=True)},
+            {
+                **_TRAIN_CONSTRAINTS,
+                "embedding_dim": Interval(1, None, integer=True),
+                "hidden": Interval(1, None, integer=True),
+            },
             True,
             "weights generated from learned unit embeddings, fitted to the outputs",
         ),  # fmt: skip
