@@ -122,7 +122,7 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             },
             needs_data=True,
             description="units active on all the data replaced by a low-rank factorisation of their map",
-        ),  # fmt: skip
+        ),
         "split_modules": Normalizer(
             modules.split_modules,
             "approximate",
@@ -133,7 +133,7 @@ NORMALIZERS: Registry[Normalizer] = Registry(
                 "seed": Interval(0, None, integer=True),
             },
             description="weights between different modules of a clustering set to zero",
-        ),  # fmt: skip
+        ),
         "merge_identical_modules": Normalizer(
             modules.merge_identical_modules,
             "data",
@@ -185,7 +185,7 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             },
             True,
             "weights generated from learned unit embeddings, fitted to the outputs",
-        ),  # fmt: skip
+        ),
     },
 )
 
