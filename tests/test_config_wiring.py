@@ -572,6 +572,7 @@ ENTRIES = {
             "tests/test_resume.py::test_a_stopped_run_resumes_to_the_same_numbers",
             "a run to resume must be stopped mid-way; that test stops one and compares every number",
         ),
+        "dropconnect": Result(0.5),
     },
     "spectral_cluster_model": GRAPH_ENTRIES,
     "shuffle_and_cluster": {
