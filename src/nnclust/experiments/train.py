@@ -70,7 +70,8 @@ CONSTRAINTS = {
 # script's): other experiments that pass train_model updates on check them against it.
 CONFIG_KEYS = (
     "batch_size", "checkpoint_every", "cluster_gradient", "cluster_gradient_config", "data_root", "dataset",
-    "device", "dropconnect", "epochs", "lr_decay", "model", "optimizer", "progress", "pruning", "regularizers", "resume", "seed",
+    "device", "dropconnect", "epochs", "lr_decay", "model", "optimizer", "progress", "pruning", "regularizers",
+    "resume", "seed",
 )  # fmt: skip
 # The options of the chosen model and dataset: every experiment that builds one checks
 # them, so a misspelt nested key is an error naming the valid ones.
