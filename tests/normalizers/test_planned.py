@@ -180,7 +180,16 @@ def low_rank_net(seed=0):
     ]
 
 
-def test_hypernet_fits_a_low_rank_net_and_is_seeded():
+@pytest.fixture
+def one_thread():
+    # tiny matrices: torch's thread pool only costs time here, most on a busy machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_hypernet_fits_a_low_rank_net_and_is_seeded(one_thread):
     layers = low_rank_net()
     x = torch.from_numpy(np.random.default_rng(1).normal(size=(256, 4))).float()
     data = SimpleNamespace(x_train=x)
@@ -189,19 +198,22 @@ def test_hypernet_fits_a_low_rank_net_and_is_seeded():
     def change(result):
         return np.abs(forward(result.layers, x.numpy())[0] - before).max() / np.abs(before).max()
 
-    fitted = normalize("hypernet", layers, {"steps": 150}, data=data, seed=3)
-    start = normalize("hypernet", layers, {"steps": 1}, data=data, seed=3)
-    # measured on this net: 0.12 of the largest output after 150 steps, 1.08 at the start
-    assert change(fitted) < 0.25 and change(start) > 1.0
-    assert fitted.curve[-1] < 0.02 * fitted.curve[0]
-    a, b, c = (normalize("hypernet", layers, {"steps": 5}, data=data, seed=s) for s in (3, 3, 4))
+    seeds = range(4)
+    fitted = [change(normalize("hypernet", layers, data=data, seed=s)) for s in seeds]  # default options
+    warmed = [change(normalize("hypernet", layers, {"steps": 1}, data=data, seed=s)) for s in seeds]
+    cold = [change(normalize("hypernet", layers, {"warmup_steps": 0}, data=data, seed=s)) for s in seeds]
+    # measured on this net: 0.03 to 0.07 of the largest output; 0.5 to 1.9 after the
+    # weight warm-up alone; 0.12 to 0.75 without it (one seed's units end up inactive)
+    assert max(fitted) < 0.15
+    assert all(f < w for f, w in zip(fitted, warmed)) and max(cold) > 0.5
+    a, b, c = (normalize("hypernet", layers, {"steps": 5, "warmup_steps": 5}, data=data, seed=s) for s in (3, 3, 4))
     assert a.curve == b.curve != c.curve
     for la, lb, lc in zip(a.layers, b.layers, c.layers):
         np.testing.assert_array_equal(la.weight, lb.weight)
         assert not np.array_equal(la.weight, lc.weight)
 
 
-def test_hypernet_keeps_zero_weights_zero():
+def test_hypernet_keeps_zero_weights_zero(one_thread):
     layers = low_rank_net()
     layers[0] = replace(layers[0], weight=np.where(np.arange(4) % 2 == 0, 0.0, layers[0].weight))
     x = torch.from_numpy(np.random.default_rng(1).normal(size=(64, 4))).float()

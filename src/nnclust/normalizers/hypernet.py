@@ -6,8 +6,9 @@ Every node (input, hidden unit, output) has an embedding e in R^d and every weig
 matrix a layer embedding z_l in R^d. The weight from node j of group l to node i of
 group l+1 is ``G([e_i, e_j, z_l])``, with G an MLP 3d -> hidden -> 1 (tanh) shared by
 all layers. The biases are learned directly, starting from the MLP's. Embeddings,
-G and biases are trained with the MSE between the generated network's outputs and the
-MLP's original outputs on ``data.x_train``; the generated weights (times the masks,
+G and biases are first fitted to the MLP's weights (a warm-up), then trained with the
+MSE between the generated network's outputs and the MLP's original outputs on
+``data.x_train``; the generated weights (times the masks,
 so zero weights stay zero) are then copied into the MLP. A network described by a few
 numbers per unit is what this normal form looks for; the output change it leaves is
 what the caller measures.
@@ -63,14 +64,21 @@ def hypernet(
     seed: int,
     embedding_dim: int,
     hidden: int,
+    warmup_steps: int = 0,
     optimizer: str = "adam",
     masks: Mapping[str, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> list[float]:
-    """Fit a `WeightGenerator` to `model` (an MLP, trained in place) for `steps`
-    optimizer steps on minibatches of ``data.x_train`` (``normalizer.order`` stream of
-    `seed`; the generator's initialisation from the ``normalizer.init`` stream), then
-    write the generated weights into `model`. Returns the per-step MSE."""
+    """Fit a `WeightGenerator` to `model` (an MLP, trained in place) and write the
+    generated weights into it. Returns the MSE to the original outputs at each of the
+    `steps` steps.
+
+    First `warmup_steps` steps fit the generated weights to the MLP's own (the mean over
+    layers of ||W_gen - W||^2 / ||W||^2): from a random start, fitting the outputs alone
+    can leave every unit of a layer inactive, where no gradient remains. Then `steps`
+    steps fit the outputs on minibatches of ``data.x_train`` (``normalizer.order``
+    stream of `seed`; the generator is initialised from the ``normalizer.init`` stream).
+    """
     mods = layer_modules(model)
     names = [f"{m.linear_key}.weight" for m in mods]
     bias_names = [f"{m.linear_key}.bias" for m in mods]
@@ -93,6 +101,16 @@ def hypernet(
     with torch.no_grad():
         target = model(data.x_train.to(dtype))
     opt = make_optimizer({"name": optimizer, "lr": lr, "momentum": 0.0}, hyper.parameters())
+    originals = [m.linear.weight.detach().clone() for m in mods]
+    for _ in tqdm(range(warmup_steps), desc="hypernet warm-up", disable=not progress):
+        weights = generated()
+        loss = sum(
+            ((weights[n] - w) ** 2).sum() / (w**2).sum().clamp_min(1e-12) for n, w in zip(names, originals)
+        ) / len(names)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    opt.state.clear()  # the warm-up's moment estimates belong to another loss
     gen = seeding.torch_generator(seed, "normalizer.order")
     n = len(data.x_train)
     order, pos, curve = torch.randperm(n, generator=gen), 0, []

@@ -177,11 +177,12 @@ NORMALIZERS: Registry[Normalizer] = Registry(
         "hypernet": Normalizer(
             Lazy("nnclust.normalizers.hypernet:hypernet"),
             "crude",
-            {**_ADAM_DEFAULTS, "steps": 300, "lr": 1e-2, "embedding_dim": 4, "hidden": 32},
+            {**_ADAM_DEFAULTS, "steps": 300, "lr": 3e-3, "embedding_dim": 4, "hidden": 32, "warmup_steps": 500},
             {
                 **_TRAIN_CONSTRAINTS,
                 "embedding_dim": Interval(1, None, integer=True),
                 "hidden": Interval(1, None, integer=True),
+                "warmup_steps": Interval(0, None, integer=True),
             },
             True,
             "weights generated from learned unit embeddings, fitted to the outputs",
