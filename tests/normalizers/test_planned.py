@@ -77,6 +77,20 @@ def test_units_not_active_on_all_the_data_are_left_alone():
     assert widths(combine_large_bias_units(layers, wide)) == [6]
 
 
+def test_masks_follow_the_units_that_stay_and_cover_the_new_ones():
+    layers = large_bias_net(1)
+    masks = [np.abs(lay.weight) > 0.05 for lay in layers]
+    masks[0][:4] = True  # the always-active group dense, the others pruned
+    layers = [replace(lay, weight=lay.weight * m, mask=m) for lay, m in zip(layers, masks)]
+    new = combine_large_bias_units(layers, X)
+    assert widths(new) == [3]
+    assert new[0].mask[0].all() and new[1].mask[:, 0].all()  # the new unit
+    np.testing.assert_array_equal(new[0].mask[1:], masks[0][4:])  # the kept units' masks
+    np.testing.assert_array_equal(new[1].mask[:, 1:], masks[1][:, 4:])
+    for lay in new:
+        assert not lay.weight[~lay.mask].any()
+
+
 def modular_net(cross: float):
     """4 inputs -> 6 -> 6 -> 2 outputs in two modules (inputs 0-1, units 0-2, outputs 0
     in module 0; the rest in module 1), with weights of size `cross` between modules.
