@@ -5,9 +5,14 @@
         options.threshold=0.01
     python src/normalize_model.py with model=normalized_models/2 normalizer=retrain options.steps=500
 
+    python src/normalize_model.py make_example_mlp with model=models/example_mlp.pt
+    python src/normalize_model.py make_example_rnn with model=models/example_rnn.pt example.hidden=[8]
+
 `model` is a checkpoint file (ours, or a plain MLP state dict), a run folder or a
 MongoDB run; chains work because a normalize run is a run folder too. Runs go to
 normalized_models/<id>/; `python src/evolution_tree.py` shows what came from what.
+The make_example commands write a randomly initialised model (seeded by `seed`) to the
+checkpoint file `model` names, ready to be normalized; they store no run.
 """
 
 from nnclust.experiments import normalize
@@ -27,6 +32,7 @@ def config():
     tol = normalize.SPARSITY_TOL  # |w| <= tol counts as zero in the sparsity metric
     probe_size = 256  # Gaussian probe inputs when no dataset is known
     progress = True
+    example = {}  # make_example_mlp / make_example_rnn: hidden, input_shape, num_classes (defaults in EXAMPLES)
 
 
 @ex.main
@@ -34,6 +40,18 @@ def main(_run, _seed, model, normalizer, options, dataset, data_root, tol, probe
     return normalize.normalize_job(
         _run, _seed, model, normalizer, options, dataset, data_root, tol, probe_size, progress
     )
+
+
+@ex.command(unobserved=True)
+def make_example_mlp(_seed, model, example):
+    """Save a randomly initialised MLP to the checkpoint file `model` names."""
+    return normalize.make_example_job("mlp", _seed, model, example)
+
+
+@ex.command(unobserved=True)
+def make_example_rnn(_seed, model, example):
+    """Save a randomly initialised ReLU RNN to the checkpoint file `model` names."""
+    return normalize.make_example_job("rnn", _seed, model, example)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def config():
     progress = True
     checkpoint_every = "auto"  # epochs between resume points (resume_state.pt); "auto": ~10 per run, 0: none
     resume = None  # a stopped run's folder, e.g. training_runs/3: continue it (with its config) to the end
+    dropconnect = 0.0  # probability that a weight is zeroed at each training step (drop-connect); 0 = off
 
 
 # Every key is a named parameter: Sacred then lets nested keys that a model or dataset
@@ -44,11 +45,12 @@ def config():
 @ex.main
 def main(
     _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
-    regularizers, cluster_gradient, cluster_gradient_config, device, progress, checkpoint_every, resume,
+    regularizers, cluster_gradient, cluster_gradient_config, device, progress, checkpoint_every, resume, dropconnect,
 ):  # fmt: skip
     return train.train_job(
         _run, _seed, dataset, data_root, model, optimizer, epochs, batch_size, lr_decay, pruning,
         device, progress, cluster_gradient, cluster_gradient_config, regularizers, checkpoint_every, resume,
+        dropconnect,
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ ALLOWED = {
     "regularizers": {"core", "nets", "structure", "clustering"},
     "training": {"core", "nets", "pruning"},
     "viz": {"core", "structure"},
-    "normalizers": {"core", "nets", "structure", "training", "storage"},
+    "normalizers": {"core", "nets", "structure", "clustering", "training", "storage"},
     "sparse": {"core", "nets", "structure", "pruning"},
     "experiments": {"core", "nets", "data", "storage", "exec", "structure", "clustering", "pruning",
                     "regularizers", "training", "viz", "normalizers", "sparse"},

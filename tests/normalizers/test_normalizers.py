@@ -14,7 +14,16 @@ from nnclust.data import Dataset
 from nnclust.nets.layers import extract_layers
 from nnclust.nets.registry import MODELS, build_model
 from nnclust.nets.weight_layer import WeightLayer
-from nnclust.normalizers import NORMALIZERS, NormalizerError, check_options, crude, forward, mlp_layers, normalize
+from nnclust.normalizers import (
+    NORMALIZERS,
+    NormalizerError,
+    check_options,
+    crude,
+    forward,
+    hypernet,
+    mlp_layers,
+    normalize,
+)
 from nnclust.normalizers.mlp import (
     combine_duplicate_neurons,
     delete_constant_neurons,
@@ -318,14 +327,16 @@ def test_bimt_swaps_shorten_the_wiring_and_keep_the_function():
 
 CRUDE = [n for n in NORMALIZERS.names() if NORMALIZERS[n].kind == "crude"]
 DOCUMENT_OPTIMIZER = {"retrain": torch.optim.SGD, "l1_retrain": torch.optim.SGD,
-                      "l1_activation_retrain": torch.optim.Adam, "bimt": torch.optim.Adam}  # fmt: skip
+                      "l1_activation_retrain": torch.optim.Adam, "bimt": torch.optim.Adam,
+                      "hypernet": torch.optim.Adam}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CRUDE)
 def test_crude_normalizers_train_with_their_optimizer(name, monkeypatch):
     made = []
     real = crude.make_optimizer
-    monkeypatch.setattr(crude, "make_optimizer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    for module in (crude, hypernet):
+        monkeypatch.setattr(module, "make_optimizer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     model = build_model({"name": "mlp", "hidden": [5]}, (6,), 2)
     normalize(name, model, {"steps": 2}, data=tiny_data())
     assert type(made[0]) is DOCUMENT_OPTIMIZER[name]

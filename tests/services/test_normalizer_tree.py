@@ -6,13 +6,17 @@ import uuid
 
 from sacred.observers import FileStorageObserver
 
+import compact_model
 import evolution_tree
+import mix_models
 import normalize_model
 import train_model
 from nnclust.exec.grid import run_in_process
 from nnclust.normalizers import tree
-from nnclust.storage import mongo
+from nnclust.storage import mongo, paths
 from nnclust.storage.tables import load_runs
+
+from .conftest import MOONS
 
 TRAIN = {
     "dataset": {"name": "moons", "n_samples": 200},
@@ -53,3 +57,43 @@ def test_tree_is_the_same_from_folders_and_mongodb(mongod, tmp_path):
     assert text.splitlines()[0].startswith("train_model 1") and "└── combine_duplicate_neurons" in text
     table = load_runs(spec, experiment="normalize_model")
     assert table["info.normalizer.name"].tolist() == [c[1] for c in CHAIN]
+
+
+def test_every_derived_kind_has_the_same_tree_from_folders_and_mongodb(mongod, tmp_path):
+    """train 1 -> sort_neurons -> compact, and train 1 + train 2 -> mix -> rescale_relu,
+    each run recorded by both observers: the two stores give the same forest, node by node."""
+    spec = f"{mongod.url}/t{uuid.uuid4().hex[:10]}"
+    dirs = {e: tmp_path / paths.RUN_DIRS[e] for e in ("train_model", "normalize_model", "compact_model", "mix_models")}
+
+    def run(ex, experiment, config):
+        r = run_in_process(ex, [mongo.observer(spec), FileStorageObserver(str(dirs[experiment]))], config)
+        return str(dirs[experiment] / str(r._id))
+
+    train1 = run(train_model.ex, "train_model", {**MOONS, "seed": 3})
+    train2 = run(train_model.ex, "train_model", {**MOONS, "seed": 4})
+    norm = {"progress": False, "seed": 5}
+    sort = run(normalize_model.ex, "normalize_model", {"model": train1, "normalizer": "sort_neurons", **norm})
+    run(compact_model.ex, "compact_model", {"model": sort, "repeats": 1, "batch_size": 16})
+    mixed = run(mix_models.ex, "mix_models", {"models": [train1, train2], "method": "average", "seed": 6})
+    run(normalize_model.ex, "normalize_model", {"model": mixed, "normalizer": "rescale_relu", **norm})
+
+    from_folder = tree.build_forest([r for d in dirs.values() for r in tree.runs_from_folder(d)])
+    from_mongo = tree.build_forest(tree.runs_from_mongo(spec))
+
+    def nodes(roots):
+        # run ids differ between the stores (one counter per folder, one per database)
+        return sorted(
+            (n.key, n.kind, n.label.split()[0], n.normalizer, n.options, n.metrics, n.max_output_change, depth,
+             parent.key if parent else None)
+            for r in roots for n, depth, parent in r.walk()
+        )  # fmt: skip
+
+    got = nodes(from_mongo)
+    assert got == nodes(from_folder)
+    shape = sorted((experiment, normalizer, depth) for _, _, experiment, normalizer, _, _, _, depth, _ in got)
+    assert shape == sorted([
+        ("train_model", None, 0), ("train_model", None, 0), ("normalize_model", "sort_neurons", 1),
+        ("compact_model", "compact:dense", 2), ("mix_models", "mix:average", 1), ("normalize_model", "rescale_relu", 2),
+    ])  # fmt: skip
+    assert tree.render(from_folder, ids=False) == tree.render(from_mongo, ids=False)
+    assert "MISSING" not in tree.render(from_mongo) and "file ?" not in tree.render(from_mongo)

@@ -20,6 +20,7 @@ from nnclust.core.constraints import Check, ConfigError, Interval, Options
 from nnclust.data import DATASETS, load_dataset
 from nnclust.experiments.artifacts import add_artifact, scratch
 from nnclust.normalizers import NORMALIZERS, SPARSITY_TOL, check_options, mlp_layers, normalize
+from nnclust.normalizers.examples import example_model, example_options
 from nnclust.storage import paths
 from nnclust.storage.lineage import data_source, derived_info, parent_record, sha256
 from nnclust.storage.refs import load_model_ref
@@ -39,6 +40,7 @@ __all__ = [
     "check_config",
     "float64_outputs",
     "load_source",
+    "make_example_job",
     "module_metrics",
     "normalize_job",
     "probe_batch",
@@ -63,6 +65,19 @@ def check_config(config) -> None:
     """The normalizer's options, checked before a run exists (ConfigError naming each)."""
     if config.get("normalizer") in NORMALIZERS:
         check_options(config["normalizer"], plain(config.get("options") or {}))
+    example_options("mlp", plain(config.get("example") or {}))  # both kinds take the same keys
+
+
+def make_example_job(kind: str, seed: int, path: str, example: dict | None = None) -> dict:
+    """Save a randomly initialised example model (`kind` ``mlp`` or ``rnn``, options
+    `example`, weights from the ``init`` stream of `seed`) as a checkpoint at `path`,
+    ready for ``normalize_model.py with model=<path>``; returns its path, architecture
+    and sha256."""
+    from nnclust.nets.checkpoint import save_checkpoint
+
+    model, arch = example_model(kind, seed, plain(example or {}))
+    save_checkpoint(path, model, arch)
+    return {"path": str(path), "architecture": arch, "sha256": sha256(path)}
 
 
 def _module(ckpt: Checkpoint):

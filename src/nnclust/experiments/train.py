@@ -64,12 +64,14 @@ CONSTRAINTS = {
     "progress": Boolean(),
     "checkpoint_every": [Options(["auto"]), Interval(0, None, integer=True)],
     "resume": Check(lambda r: r is None or isinstance(r, str), "null or a training run folder, e.g. training_runs/3"),
+    "dropconnect": Interval(0, 1, closed="left"),
 }
 # The top-level keys of train_model's config (tests/test_startup.py pins them to the
 # script's): other experiments that pass train_model updates on check them against it.
 CONFIG_KEYS = (
     "batch_size", "checkpoint_every", "cluster_gradient", "cluster_gradient_config", "data_root", "dataset",
-    "device", "epochs", "lr_decay", "model", "optimizer", "progress", "pruning", "regularizers", "resume", "seed",
+    "device", "dropconnect", "epochs", "lr_decay", "model", "optimizer", "progress", "pruning", "regularizers",
+    "resume", "seed",
 )  # fmt: skip
 # The options of the chosen model and dataset: every experiment that builds one checks
 # them, so a misspelt nested key is an error naming the valid ones.
@@ -203,8 +205,12 @@ def train_job(
     regularizers: list | None = None,
     checkpoint_every: int | str = 0,
     resume: str | None = None,
+    dropconnect: float = 0.0,
 ) -> dict:
     """Train (and prune) a model; store dense and pruned checkpoints and curves.
+
+    `dropconnect` > 0 zeroes each weight with that probability at every training step
+    (`nnclust.training.dropconnect`, masks from the ``dropconnect`` stream of the seed).
 
     `regularizers` is a list of ``{"name": ..., **options}`` specs of the regularizer
     registry, each added to the loss as a training callback; ``cluster_gradient=True``
@@ -285,12 +291,19 @@ def train_job(
         data=data.x_train[: pruning["criterion_samples"]] if needs_data else None,
     )  # fmt: skip
     callbacks = [pruner, *reg_callbacks]  # regularizers after pruning: they rescale the pruned weights
+    if dropconnect > 0:
+        from nnclust.training.dropconnect import DropConnect
+
+        callbacks.append(DropConnect(dropconnect, seed))
     train(
         net, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr_decay=lr_decay,
         seed=seed, callbacks=callbacks, log=log, progress=progress, device=device, objective=data.objective,
         checkpoint=None if folder is None else save_state, resume=None if saved is None else saved["train"],
         checkpoint_every=auto_checkpoint_every(epochs) if checkpoint_every == "auto" else int(checkpoint_every),
     )  # fmt: skip
+    for cb in callbacks:
+        if hasattr(cb, "remove"):
+            cb.remove()
     test_loss, test_acc = evaluate(net, data.x_test, data.y_test, objective=data.objective)
     net.cpu()
     if pruner.masks:

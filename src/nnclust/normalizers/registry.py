@@ -18,11 +18,11 @@ import numpy as np
 
 from nnclust.core import seeding
 from nnclust.core.config import check_keys
-from nnclust.core.constraints import Boolean, ConfigError, Constraint, Interval, Options, validate
+from nnclust.core.constraints import Boolean, Check, ConfigError, Constraint, Interval, Options, validate
 from nnclust.core.lazy import Lazy
 from nnclust.core.registry import Registry
 from nnclust.nets.weight_layer import WeightLayer
-from nnclust.normalizers import mlp
+from nnclust.normalizers import lowrank, mlp, modules
 from nnclust.normalizers.mlp import NormalizerError
 from nnclust.structure.transforms import fold_batch_norm_into_layers
 from nnclust.training.optimizers import OPTIMIZERS
@@ -73,6 +73,10 @@ _TRAIN_CONSTRAINTS = {
     "release_masks": Boolean(),
 }
 _STRENGTH = {"strength": Interval(0, None)}
+_LABELS = Check(
+    lambda v: v is None or (isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)),
+    "None (cluster the network) or a list of int module labels, one per node (inputs, then each layer's units)",
+)
 
 NORMALIZERS: Registry[Normalizer] = Registry(
     "normalizer",
@@ -107,6 +111,37 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             needs_data=True,
             description="units with activation variance <= threshold on the data, mean folded",
         ),
+        "combine_large_bias_relus": Normalizer(
+            lowrank.combine_large_bias_units,
+            "approximate",
+            {"energy_tol": 1e-12, "margin": 1.0, "min_preactivation": 0.0},
+            {
+                "energy_tol": Interval(0, 1),
+                "margin": Interval(0, None, closed="neither"),
+                "min_preactivation": Interval(0, None),
+            },
+            needs_data=True,
+            description="units active on all the data replaced by a low-rank factorisation of their map",
+        ),
+        "split_modules": Normalizer(
+            modules.split_modules,
+            "approximate",
+            {"labels": None, "num_clusters": 2, "seed": 0},
+            {
+                "labels": _LABELS,
+                "num_clusters": Interval(2, None, integer=True),
+                "seed": Interval(0, None, integer=True),
+            },
+            description="weights between different modules of a clustering set to zero",
+        ),
+        "merge_identical_modules": Normalizer(
+            modules.merge_identical_modules,
+            "data",
+            {"tol": 1e-8},
+            {"tol": _THRESHOLD},
+            needs_data=True,
+            description="units (and modules) with proportional activations on the data merged",
+        ),
         "retrain": Normalizer(
             Lazy("nnclust.normalizers.crude:retrain"),
             "crude",
@@ -138,6 +173,19 @@ NORMALIZERS: Registry[Normalizer] = Registry(
             {**_TRAIN_CONSTRAINTS, **_STRENGTH, "swap_every": Interval(0, None, integer=True)},
             True,
             "brain-inspired modular training",
+        ),
+        "hypernet": Normalizer(
+            Lazy("nnclust.normalizers.hypernet:hypernet"),
+            "crude",
+            {**_ADAM_DEFAULTS, "steps": 300, "lr": 3e-3, "embedding_dim": 4, "hidden": 32, "warmup_steps": 500},
+            {
+                **_TRAIN_CONSTRAINTS,
+                "embedding_dim": Interval(1, None, integer=True),
+                "hidden": Interval(1, None, integer=True),
+                "warmup_steps": Interval(0, None, integer=True),
+            },
+            True,
+            "weights generated from learned unit embeddings, fitted to the outputs",
         ),
     },
 )
