@@ -91,6 +91,23 @@ def test_a_masked_run_is_a_model_reference(runs):
     assert resolve_model(folder) == folder / paths.PRUNED_MODEL
 
 
+def test_a_fixed_param_run_as_model_names_its_checkpoints_and_the_file_to_pass(runs, tmp_path):
+    import spectral_cluster_model
+    from nnclust.storage.refs import RunReferenceError
+
+    _, out = runs
+    _, folder = out["fixed_param"]
+    with pytest.raises(RunReferenceError) as err:
+        run_in_process(spectral_cluster_model.ex, [FileStorageObserver(str(tmp_path))], {"model": str(folder)})
+    message = str(err.value)
+    assert "\n" not in message and "model_depth1.pt, model_depth3.pt but no single model checkpoint" in message
+    assert not any(tmp_path.iterdir())  # refused before a run folder
+    suggested = message.split("e.g. model=")[1]
+    assert suggested == str(folder / paths.depth_model(1)) and resolve_model(suggested) == folder / "model_depth1.pt"
+    run = run_in_process(spectral_cluster_model.ex, [], {"model": suggested, "num_clusters": 3, "plot": False})
+    assert run.result["num_nodes"] == out["fixed_param"][0].result["per_depth"][0]["width"] + 64 + 10
+
+
 def test_same_seed_same_run_other_seed_other_mask(runs, tmp_path):
     _, out = runs
     first = out["random_mask"][0].result
