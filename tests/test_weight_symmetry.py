@@ -19,6 +19,7 @@ TINY = {
     "model": {"name": "mnist_fc", "width": 16, "depth": 2},
     "optimizer": {"name": "adam", "lr": 0.01},
     "epochs": 2,
+    "dense_output": False,  # every layer masked: the mask statistics below count the output layer too
     "progress": False,
 }
 PER_DRIVER = {
@@ -83,6 +84,15 @@ def test_every_driver_stores_result_metrics_and_a_masked_checkpoint(runs, driver
         assert [e["depth"] for e in entries] == [1, 3]
         assert all(abs(e["num_parameters"] - 3000) < 150 for e in entries)
         assert entries[0]["width"] > entries[1]["width"]
+
+
+def test_the_first_documented_command_trains_well_above_chance_with_the_defaults():
+    """`shuffled_mask with mask_type=per_neuron sparsity=0.9` and every other key at its
+    default (digits, mnist_fc 32x3, 10 epochs). Measured test accuracy over seeds 1-3:
+    0.79-0.90; with Adam at 1e-3 and a masked output layer (the former defaults) 0.10."""
+    config = {"driver": "shuffled_mask", "mask_type": "per_neuron", "sparsity": 0.9, "progress": False, "seed": 1}
+    run = run_in_process(weight_symmetry.ex, [], config)
+    assert run.result["test_accuracy"] > 0.6 and run.result["train_accuracy"] > 0.6  # chance: 0.1
 
 
 def test_a_masked_run_is_a_model_reference(runs):
