@@ -162,3 +162,17 @@ def test_an_unreachable_server_and_an_empty_folder_are_one_line_without_a_traceb
         assert done.returncode == 1 and done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
         assert done.stderr.startswith(message), done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_branching_tree_is_laid_out_with_each_parent_centred_over_its_children():
+    def node(label, *children):
+        return tree.Node(key=label, kind="normalized", label=label, children=list(children))
+
+    a1, a2, b, c = node("a1"), node("a2"), node("b"), node("c")
+    a = node("a", a1, a2)
+    root = node("root", a, b, c)
+    pos = tree.layout([root, node("alone")], band_slots=4)
+    # leaves in consecutive slots, parents at the middle of their first and last child
+    assert [pos[id(n)] for n in (a1, a2, b, c)] == [(0.0, -2.0), (1.0, -2.0), (2.0, -1.0), (3.0, -1.0)]
+    assert pos[id(a)] == (0.5, -1.0) and pos[id(root)] == (1.75, 0.0)
+    assert list(pos.values())[-1] == (0.0, -3.3)  # the fifth leaf opens a band below the 3-level tree
