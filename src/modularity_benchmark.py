@@ -42,9 +42,8 @@ def config():
 @ex.main
 def main(_run, _seed, _config):
     cfg = {k: v for k, v in dict(_config).items() if k != "seed"}
-    result = modularity.modularity_job(_run, _seed, **cfg)
-    print(modularity.format_table(result["table"], list(cfg["shuffle_methods"]), list(cfg["k_values"])))
-    return result
+    # The table is printed once, by the summary at the run's end.
+    return modularity.modularity_job(_run, _seed, **cfg)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def config():
     sparsity = 0.0  # shuffled_mask and fixed_param
     sparsity_range = [0.5, 0.95]  # random_mask draws the sparsity from [low, high]
     element_masks = False  # conv layers: mask kernel entries, not whole kernels
-    dense_output = False  # keep the output layer unmasked
+    dense_output = symmetry.DEFAULTS["dense_output"]  # keep the output layer unmasked
     init = "default"  # default (dense), he or glorot with each unit's masked fan-in/out
     depths = [1, 2, 3, 4]  # fixed_param
     num_parameters = None  # fixed_param budget; None = that of the configured mnist_fc

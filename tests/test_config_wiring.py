@@ -678,7 +678,7 @@ ENTRIES = {
         "sparsity": Result(0.7),
         "sparsity_range": Result([0.2, 0.3], base={"driver": "random_mask"}),
         "element_masks": Result(True, base={"model": {"name": "mnist_cnn", "filters": 2, "depth": 1}}),
-        "dense_output": Result(True),
+        "dense_output": Result(False),
         "init": Result("he"),
         "depths": Result([2], base=FIXED_PARAM),
         "num_parameters": Result(2000, base=FIXED_PARAM),

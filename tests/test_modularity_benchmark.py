@@ -227,3 +227,13 @@ def test_plot_decides_whether_the_power_curve_is_drawn(tiny, tmp_path):
     assert (with_plot / paths.MODULARITY_PLOT).is_file()
     assert not (tmp_path / str(run._id) / paths.MODULARITY_PLOT).exists()
     assert run.result["rows"] == tiny[0].result["rows"]
+
+
+def test_the_table_is_printed_once_as_the_summary_writes_it(tmp_path, capsys):
+    from nnclust.experiments.sacred_setup import run_summary
+
+    run = _run(tmp_path)
+    printed = capsys.readouterr().out + run_summary(modularity_benchmark.ex.path, run)  # as the command line does
+    table = modularity.format_table(run.result["table"], TINY["shuffle_methods"], TINY["k_values"])
+    assert printed.count("| s | nets |") == 1 and table in "\n".join(line.strip() for line in printed.splitlines())
+    assert "4 records, one per network (in run.json)" in printed  # not a per-network table as well

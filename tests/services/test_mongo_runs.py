@@ -167,3 +167,18 @@ def test_folder_and_mongo_stores_coexist_in_any_history(mongod, db_name, tmp_pat
     again = run_with(train_model, [RunFolderObserver(str(other)), mongo.observer(spec)], **MOONS)
     assert again._id == 2 and (other / "1" / "run.json").is_file()
     assert db.runs.find_one({"_id": 2})["info"]["stores"]["folder"]["id"] == 1
+
+
+def test_mongo_import_command_writes_to_the_server_of_nnclust_mongo(mongod, db_name, tmp_path):
+    folder = tmp_path / "training_runs"
+    run_with(train_model, [FileStorageObserver(str(folder))], **MOONS)
+    spec = f"{mongod.url}/{db_name}"
+    command = [sys.executable, "-m", "nnclust.storage.mongo_import", str(folder / "1")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    refused = subprocess.run(command, capture_output=True, text=True, env={**env, mongo.ENV_VAR: ""}, timeout=60)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "pass -m" in refused.stderr
+    done = subprocess.run(command, capture_output=True, text=True, env={**env, mongo.ENV_VAR: spec}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    doc = pymongo.MongoClient(mongod.url)[db_name].runs.find_one({"_id": 1})
+    assert doc["status"] == "COMPLETED" and doc["config"]["seed"] == MOONS["seed"]
+    assert {a["name"] for a in doc["artifacts"]} == {"unpruned_model.pt", "pruned_model.pt", "training_curves.png"}

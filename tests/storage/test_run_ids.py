@@ -149,3 +149,31 @@ def test_an_import_next_to_runs_mongodb_numbered_continues_after_the_highest(db,
     db.runs.docs.append({"_id": 41, "experiment": {"name": "other"}})
     folder = _run_folder(tmp_path, "1", "2026-01-02T10:00:00")
     assert mongo_import.import_run(folder, "x") == 42
+
+
+def test_mongo_import_without_a_store_refuses_in_one_line_and_writes_nothing(db, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(mongo.ENV_VAR, raising=False)
+    folder = _run_folder(tmp_path, "1", "2026-01-02T10:00:00")
+    with pytest.raises(SystemExit) as exit_:
+        mongo_import.main([str(folder)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: no MongoDB store named: pass -m HOST:PORT:DB") and mongo.ENV_VAR in err
+    assert db.runs.docs == []
+
+
+@pytest.mark.parametrize("flag", [None, "flaghost:2:flagdb"])
+def test_mongo_import_writes_to_the_store_of_m_else_of_the_environment(flag, db, tmp_path, monkeypatch, capsys):
+    specs = []
+    monkeypatch.setattr(mongo, "connect", lambda spec: specs.append(spec) or db)
+    monkeypatch.setenv(mongo.ENV_VAR, "envhost:1:envdb")
+    folder = _run_folder(tmp_path, "1", "2026-01-02T10:00:00")
+    mongo_import.main([str(folder), *(["-m", flag] if flag else [])])
+    assert specs == [flag or "envhost:1:envdb"] and [d["_id"] for d in db.runs.docs] == [1]
+    assert capsys.readouterr().out == f"{folder} -> {flag or 'envhost:1:envdb'} run 1\n"
+
+
+def test_mongo_import_help_says_there_is_no_default_server(capsys):
+    with pytest.raises(SystemExit):
+        mongo_import.main(["--help"])
+    assert "there is no default server" in " ".join(capsys.readouterr().out.split())

@@ -11,7 +11,7 @@ import train_model
 from nnclust.exec.grid import run_in_process
 from nnclust.experiments.sacred_setup import _pop_mongo_flag
 from nnclust.storage import mongo
-from nnclust.storage.tables import config_diff, flatten, load_runs
+from nnclust.storage.tables import config_diff, flatten, load_runs, main
 
 MOONS = {
     "dataset": {"name": "moons", "n_samples": 200},
@@ -94,6 +94,54 @@ def test_runs_table_filters_and_config_diff(folder_store):
         load_runs(folder_store / "training_runs", where={"hidden": 3})
     with pytest.raises(KeyError, match="no run with run_id 9"):
         config_diff(df, 1, 9)
+
+
+def test_tables_cli_shows_each_experiments_key_config_and_results(folder_store, capsys):
+    main([str(folder_store / "training_runs"), str(folder_store / "clustering_runs")])
+    train_part, cluster_part = capsys.readouterr().out.split("\n\n")
+    head, *rows = train_part.splitlines()[1:]
+    assert train_part.startswith("train_model (2 runs)") and cluster_part.startswith("spectral_cluster_model (1 runs)")
+    for key in ("config.dataset.name", "config.model.hidden", "config.seed", "config.epochs", "result.test_accuracy"):
+        assert key in head.split(), head
+    assert "config.num_clusters" not in head and "result.labels" not in cluster_part  # no long list results
+    df = load_runs(folder_store / "training_runs")
+    accuracy = head.split().index("result.test_accuracy")
+    assert [float(r.split()[accuracy]) for r in rows] == df["result.test_accuracy"].tolist()
+    assert [r.split()[head.split().index("config.model.hidden")] for r in rows] == ["[10]", "[12]"]
+    assert {"config.num_clusters", "result.ncut"} <= set(cluster_part.splitlines()[1].split())
+
+
+def test_tables_cli_columns_selects_exactly_those(folder_store, capsys):
+    main([str(folder_store / "training_runs"), "--columns", "config.seed,run_id"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines] == [["config.seed", "run_id"], ["1", "1"], ["2", "2"]]
+
+
+@pytest.mark.parametrize("columns", ["run_id,no_such_column", ","])
+def test_tables_cli_refuses_an_unknown_column_in_one_line(folder_store, columns, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(folder_store / "training_runs"), "--columns", columns])
+    message = str(exit_.value.code)
+    assert "\n" not in message and "--columns" in message and "config.seed" in message  # lists the valid ones
+    assert ("no_such_column" in message) == (columns != ",")
+
+
+def test_tables_cli_names_a_missing_folder_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    done = subprocess.run(
+        [sys.executable, "-m", "nnclust.storage.tables", "missing_folder"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(src)},
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == "", done.stdout
+    assert done.stderr.splitlines() == [
+        "error: run folder 'missing_folder' does not exist; pass a folder of runs such as training_runs"
+    ]
+    assert not (tmp_path / "missing_folder").exists()
 
 
 def test_flatten_keeps_lists_whole():

@@ -93,6 +93,28 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+
+def _modularity_table(table) -> list[str]:
+    """The benchmark's per-strength table as `modularity.format_table` writes it, its
+    methods and cluster counts read from the records."""
+    from nnclust.experiments.modularity import format_table
+
+    first = table[0] if table else {}
+    methods = [k for k, v in first.items() if isinstance(v, Mapping) and "power" in v]
+    k_values = [int(k[2:]) for k in first if k.startswith("k=")]
+    return format_table(table, methods, k_values).splitlines()
+
+
+def _count(what: str):
+    return lambda value: [f"{len(value)} {what} (in run.json)"]
+
+
+# experiment name -> {result key: its lines}, for results that a generic table shows
+# badly: shown after the other keys, each once.
+FORMATTERS = {
+    "modularity_benchmark": {"table": _modularity_table, "rows": _count("records, one per network")},
+}
+
 _LIST_SHOWN = 12  # lists up to this long are printed whole
 _TABLE_ROWS = 40  # rows of a per-record table before the rest is only counted
 
@@ -163,8 +185,9 @@ def summarize(experiment: str, result, folder: str | Path | None = None, artifac
     if not isinstance(result, Mapping):
         lines.append(f"  {_fmt(result)}")
         return "\n".join(lines)
-    shown = set()
-    heads = [(k, _fmt(result[k]), m) for k, m in HEADLINES.get(experiment, []) if k in result]
+    custom = FORMATTERS.get(experiment, {})
+    shown = set(custom)
+    heads = [(k, _fmt(result[k]), m) for k, m in HEADLINES.get(experiment, []) if k in result and k not in custom]
     width = max((len(k) for k, _, _ in heads), default=0)
     vwidth = min(max((len(v) for _, v, _ in heads), default=0), 24)
     for key, value, meaning in heads:
@@ -182,6 +205,11 @@ def summarize(experiment: str, result, folder: str | Path | None = None, artifac
     for key in tables:
         lines.append(f"  {key}:")
         lines += _table(result[key], "    ")
+    meanings = dict(HEADLINES.get(experiment, []))
+    for key, format_lines in custom.items():
+        if key in result:
+            lines.append(f"  {key}:" + (f" ({meanings[key]})" if key in meanings else ""))
+            lines += ["    " + line for line in format_lines(result[key])]
     if folder:
         lines.append(f"  folder  {folder}")
     plots = [a for a in artifacts if str(a).endswith((".png", ".pdf", ".svg"))]

@@ -25,7 +25,7 @@ DERIVED_EXPERIMENTS = (NORMALIZE_EXPERIMENT, "mix_models", "compact_model")
 TRAIN_EXPERIMENT = "train_model"
 # Metrics shown in the text and drawing, in this order, with their short names.
 KEY_METRICS = {"loss": "loss", "accuracy": "acc", "mse": "mse", "hidden_neurons": "units", "sparsity": "sparsity",
-               "num_parameters": "params"}  # fmt: skip
+               "num_parameters": "params", "nonzero_parameters": "nonzero"}  # fmt: skip
 
 
 @dataclass
@@ -116,6 +116,27 @@ def runs_from_mongo(spec: str) -> list[StoredRun]:
     return out
 
 
+# A compaction run records its measurements under its own names: these become the node's
+# metrics (after) and its parent's (before), so compacted models show them like the rest.
+# (Its parameter counts are of the nonzero ones, unlike the normalizers' num_parameters.)
+_COMPACT_METRICS = {"accuracy": "accuracy_{}", "hidden_neurons": "units_{}", "nonzero_parameters": "params_{}"}
+# A training run's result, when no derived model measured it: its test split, as the
+# normalize and mix runs measure a trained parent. (Its sparsity counts prunable weights
+# only, not the normalizers' weights and biases, so it is left out.)
+_TRAIN_METRICS = {"accuracy": "test_accuracy", "loss": "test_loss", "num_parameters": "num_parameters"}
+
+
+def _metrics(experiment: str, result: dict | None, which: str = "after") -> dict:
+    """The key metrics a run's `result` records of its model (`which` = "after") or, for
+    a derived model, of its parent ("before")."""
+    result = result or {}
+    if experiment == "compact_model":
+        return {k: result[v.format(which)] for k, v in _COMPACT_METRICS.items() if v.format(which) in result}
+    if experiment == TRAIN_EXPERIMENT:
+        return {k: result[v] for k, v in _TRAIN_METRICS.items() if v in result}
+    return dict(result.get("metrics" if which == "after" else "parent_metrics") or {})
+
+
 def _metric_text(metrics: dict) -> str:
     parts = []
     for key, short in KEY_METRICS.items():
@@ -158,6 +179,7 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
     runs = [r for r in runs if r.status == "COMPLETED"]
     by_sha: dict[str, list[Node]] = {}
     roots: list[Node] = []
+    train_metrics: dict[int, dict] = {}
     for r in runs:
         if r.experiment != TRAIN_EXPERIMENT or not r.checkpoints:
             continue
@@ -165,6 +187,7 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
         # order the store lists artifacts in.
         first = next(r.checkpoints[n] for n in paths.MODEL_ARTIFACTS if n in r.checkpoints)
         node = Node(key=first, kind="train", label=f"train_model {r.run_id}", run_id=r.run_id)
+        train_metrics[id(node)] = _metrics(TRAIN_EXPERIMENT, r.result)
         for sha in set(r.checkpoints.values()):
             by_sha.setdefault(sha, []).append(node)
         roots.append(node)
@@ -178,7 +201,7 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
         node = Node(
             key=sha, kind="normalized", label=f"{r.experiment} {r.run_id}", run_id=r.run_id,
             normalizer=norm.get("name"), options=dict(norm.get("options") or {}),
-            metrics=dict(result.get("metrics") or {}), max_output_change=result.get("max_output_change"),
+            metrics=_metrics(r.experiment, result), max_output_change=result.get("max_output_change"),
         )  # fmt: skip
         by_sha.setdefault(sha, []).append(node)
         derived.append((r, node))
@@ -197,30 +220,65 @@ def build_forest(runs: Iterable[StoredRun]) -> list[Node]:
             by_sha[psha] = [parent]
             roots.append(parent)
         if not parent.metrics:
-            parent.metrics = dict((r.result or {}).get("parent_metrics") or {})
+            parent.metrics = _metrics(r.experiment, r.result, "before")
         parent.children.append(node)
+    for root in roots:
+        # A trained model that no derived run measured shows its own training result.
+        if not root.metrics and id(root) in train_metrics:
+            root.metrics = train_metrics[id(root)]
     for root in roots:
         for node, _, _ in root.walk():
             node.children.sort(key=lambda n: n.run_id if n.run_id is not None else -1)
     return roots
 
 
+def _root_label(root: str) -> str:
+    """`root` as a run label: a run folder (``training_runs/3``) becomes
+    ``train_model 3``; a label (``experiment id``) must name a known experiment and an
+    integer id. Anything else is returned as given (a run id or sha256 prefix)."""
+    experiments = {v: k for k, v in paths.RUN_DIRS.items()}
+    parts = Path(root.rstrip("/")).parts
+    if len(parts) >= 2 and parts[-2] in experiments:
+        folder, run_id = parts[-2], parts[-1]
+        if not run_id.isdigit():
+            raise ValueError(f"--root {root!r}: the run id {run_id!r} is not an integer; e.g. --root {folder}/1")
+        return f"{experiments[folder]} {run_id}"
+    words = root.split()
+    if len(words) == 1:
+        return root
+    if len(words) != 2 or words[0] not in experiments.values() or not words[1].isdigit():
+        raise ValueError(
+            f"--root {root!r} is not a model reference; give a run label ('train_model 1', "
+            "'normalize_model 3'), a run folder (training_runs/1), a run id or a checkpoint sha256 prefix (6+ chars)"
+        )
+    return root
+
+
 def select(roots: list[Node], root: str | None) -> list[Node]:
     """The subtrees whose top node matches `root`: a run label ("normalize_model 3"),
-    a run id of either kind ("3"), or a prefix of the checkpoint sha256 (6+ chars)."""
+    a run folder ("normalized_models/3"), a run id of either kind ("3"), or a prefix of
+    the checkpoint sha256 (6+ chars). A reference that matches nothing is a ValueError
+    (one line) that lists some of the labels there are."""
     if root is None:
         return roots
-    root = str(root)
+    root = str(root).strip()
+    nodes = [n for r in roots for n, _, _ in r.walk()]
+    if not any(n.label == root for n in nodes):
+        root = _root_label(root)
     found = [
         n
-        for r in roots
-        for n, _, _ in r.walk()
+        for n in nodes
         if n.label == root
         or (n.run_id is not None and str(n.run_id) == root)
         or (len(root) >= 6 and n.key.startswith(root))
     ]
     if not found:
-        raise ValueError(f"no model matches root={root!r}; give a run label, run id or checkpoint sha256 prefix")
+        labels = [n.label for n in nodes if n.run_id is not None]
+        known = ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+        raise ValueError(
+            f"no model matches --root {root!r}; models here: {known or 'none'} "
+            "(or give a run id or checkpoint sha256 prefix)"
+        )
     return found
 
 
@@ -273,50 +331,109 @@ def forest_frame(roots: list[Node]):
     return pd.DataFrame(rows)
 
 
-def draw(roots: list[Node]):
-    """A matplotlib figure of the forest: each model a box with its key metrics, each
-    edge labelled with the normalizer; leaves spread left to right, parents centred
-    over their children, depth downward."""
+# The drawing: each model a box in a slot SLOT_W inches wide, LEVEL_H inches per
+# depth; trees side by side in bands of at most BAND_SLOTS slots, so that a store of
+# many trained models wraps into rows instead of one wide, mostly empty canvas.
+BAND_SLOTS = 6
+SLOT_W, LEVEL_H, FONT_PT = 2.2, 1.35, 8.0
+_TEXT_WIDTH = 30  # characters per line of a box
+
+
+def layout(roots: list[Node], band_slots: int = BAND_SLOTS) -> dict[int, tuple[float, float]]:
+    """(x, y) in slot units of every node (keyed by ``id(node)``): depth downward
+    (y = -depth within a band), the leaves of a tree in consecutive slots in child order,
+    each parent centred over its first and last child. Trees are packed left to right
+    into bands of at most `band_slots` slots (a wider tree gets a band of its own);
+    each band starts one level below the deepest tree of the band above."""
+    pos: dict[int, tuple[float, float]] = {}
+
+    def place(node: Node, depth: int, next_x: list[float]) -> float:
+        if not node.children:
+            x = next_x[0]
+            next_x[0] += 1.0
+        else:
+            xs = [place(c, depth + 1, next_x) for c in node.children]
+            x = (xs[0] + xs[-1]) / 2
+        pos[id(node)] = (x, float(-depth))
+        return x
+
+    top, used, band_depth = 0.0, 0, 0
+    for root in roots:
+        nodes = list(root.walk())
+        width = sum(1 for n, _, _ in nodes if not n.children)
+        depth = 1 + max(d for _, d, _ in nodes)
+        if used and used + width > band_slots:  # start a new band below this one
+            top -= band_depth + 0.3
+            used, band_depth = 0, 0
+        place(root, 0, [float(used)])
+        for n, _, _ in nodes:
+            x, y = pos[id(n)]
+            pos[id(n)] = (x, y + top)
+        used += width
+        band_depth = max(band_depth, depth)
+    return pos
+
+
+def _short(value) -> str:
+    """An option value for a box: a path as its last two parts (``training_runs/2``)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    if isinstance(value, str) and "/" in value:
+        return "/".join(Path(value).parts[-2:])
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def box_text(node: Node) -> str:
+    """The lines of a node's box: how the model was made, its run, its key metrics."""
+    import textwrap
+
+    if node.kind == "normalized":
+        opts = ", ".join(f"{k}={_short(v)}" for k, v in sorted(node.options.items()) if v is not None)
+        made = f"{node.normalizer}" + (f"({opts})" if opts else "")
+        head = textwrap.wrap(made, _TEXT_WIDTH, break_long_words=False, break_on_hyphens=False) + [node.label]
+    elif node.kind == "train":
+        head = ["trained", node.label]
+    else:
+        head = textwrap.wrap(node.label if node.kind == "missing" else f"file {_short(node.label[5:])}", _TEXT_WIDTH)
+    values = [(short, node.metrics.get(k)) for k, short in KEY_METRICS.items()]
+    metrics = [f"{short} {_short(v)}" for short, v in values if v is not None]
+    if node.max_output_change is not None:
+        metrics.append(f"Δout {node.max_output_change:.2g}")
+    body = [", ".join(metrics[i : i + 2]) for i in range(0, len(metrics), 2)]
+    return "\n".join(head + body)
+
+
+def draw(roots: list[Node], band_slots: int = BAND_SLOTS):
+    """A matplotlib figure of the forest (`layout`): each model a box saying how it was
+    made (normalizer and options, or trained / file / MISSING), its run and its key
+    metrics; arrows from parent to child. SLOT_W x LEVEL_H inches per box, so the text
+    is FONT_PT points whatever the size of the forest."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pos: dict[int, tuple[float, float]] = {}
-    next_x = [0.0]
-
-    def place(node: Node, depth: int) -> float:
-        if not node.children:
-            x = next_x[0]
-            next_x[0] += 1.0
-        else:
-            xs = [place(c, depth + 1) for c in node.children]
-            x = (xs[0] + xs[-1]) / 2
-        pos[id(node)] = (x, -depth)
-        return x
-
-    for root in roots:
-        place(root, 0)
-        next_x[0] += 0.5
-    all_nodes = [(n, p) for r in roots for n, _, p in r.walk()]
-    width = max(next_x[0], 1.0)
-    depth = max((-y for _, y in pos.values()), default=0) + 1
-    fig, ax = plt.subplots(figsize=(max(6.0, 3.2 * width), max(3.0, 2.2 * depth)))
+    pos = layout(roots, band_slots)
+    xs = [x for x, _ in pos.values()] or [0.0]
+    ys = [y for _, y in pos.values()] or [0.0]
+    width, height = max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+    fig, ax = plt.subplots(figsize=(SLOT_W * width, LEVEL_H * height + 0.5))
     colors = {"train": "#cfe8cf", "normalized": "#dbe7f7", "file": "#eeeeee", "missing": "#f7d6d6"}
-    for node, parent in all_nodes:
-        x, y = pos[id(node)]
-        if parent is not None:
-            px, py = pos[id(parent)]
-            ax.annotate("", (x, y + 0.28), (px, py - 0.28), arrowprops={"arrowstyle": "->", "color": "0.4"})
-            label = _edge(node).replace("(", "\n(", 1).replace(", ", ",\n")
-            ax.text(0.35 * px + 0.65 * x, (y + py) / 2, label, fontsize=6.5, ha="center", va="center", color="0.15",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})  # fmt: skip
-        metrics = _metric_text(node.metrics).replace(" ", "\n")
-        ax.text(x, y, f"{node.label}\n{metrics}", fontsize=6.5, ha="center", va="center",
-                bbox={"boxstyle": "round,pad=0.3", "fc": colors[node.kind], "ec": "0.3"})  # fmt: skip
-    ax.set_xlim(-0.7, width - 0.3)
-    ax.set_ylim(-depth + 0.4, 0.6)
+    boxes = {}
+    for root in roots:
+        for node, _, parent in root.walk():
+            x, y = pos[id(node)]
+            boxes[id(node)] = ax.text(x, y, box_text(node), fontsize=FONT_PT, ha="center", va="center",
+                                      linespacing=1.15, bbox={"boxstyle": "round,pad=0.3", "fc": colors[node.kind],
+                                                              "ec": "0.35"})  # fmt: skip
+            if parent is not None:  # from the bottom of the parent's text to the top of the child's
+                ax.annotate("", xy=(0.5, 1.0), xycoords=boxes[id(node)], xytext=(0.5, 0.0),
+                            textcoords=boxes[id(parent)],
+                            arrowprops={"arrowstyle": "->", "color": "0.45", "shrinkA": 6, "shrinkB": 6})  # fmt: skip
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
     ax.axis("off")
-    ax.set_title("evolution tree (edges: normalizer applied)")
+    ax.set_title("evolution tree: each model under its parent (acc, loss: on its test data; units: hidden units)",
+                 fontsize=FONT_PT + 1)  # fmt: skip
     fig.tight_layout()
     return fig

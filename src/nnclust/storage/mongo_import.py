@@ -4,9 +4,10 @@ Every command-line run is also stored in its run folder. When MongoDB was down f
 part of a run, its record there is stale or missing; importing the folder completes
 it (matched by experiment, host and start time) or creates it.
 
-    python -m nnclust.storage.mongo_import training_runs/7 [clustering_runs ...] [-m HOST:PORT:DB]
+    python -m nnclust.storage.mongo_import training_runs/7 [clustering_runs ...] -m HOST:PORT:DB
 
-A folder of runs (``training_runs``) imports every run in it.
+A folder of runs (``training_runs``) imports every run in it. The store is ``-m`` or
+``$NNCLUST_MONGO``; with neither nothing is written: there is no default server.
 """
 
 from __future__ import annotations
@@ -125,13 +126,36 @@ def import_run(folder: str | Path, spec: str) -> int:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Upload folder-store runs into MongoDB.")
+    """The command line. The store is `-m` or ``$NNCLUST_MONGO``; with neither it
+    refuses (one line, exit status 2), so that no run is written to a server that
+    happens to listen on the default port."""
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m nnclust.storage.mongo_import",
+        description="Upload folder-store runs into MongoDB. The store is -m, else $NNCLUST_MONGO; "
+        "with neither nothing is written (there is no default server).",
+    )
     parser.add_argument("folders", nargs="+", help="run folders, or folders of runs")
-    parser.add_argument("-m", "--mongo", default=None, help="HOST:PORT:DB or a mongodb:// URL (default $NNCLUST_MONGO)")
+    parser.add_argument(
+        "-m",
+        "--mongo",
+        default=None,
+        help=f"HOST:PORT:DB or a mongodb:// URL; default ${mongo.ENV_VAR}, required if unset",
+    )
     args = parser.parse_args(argv)
-    spec = args.mongo or mongo.store_from_env() or f"127.0.0.1:27017:{mongo.DEFAULT_DB}"
-    for folder in run_folders(args.folders):
-        print(f"{folder} -> {mongo.redact(spec)} run {import_run(folder, spec)}")
+    spec = args.mongo or mongo.store_from_env()
+    if not spec:
+        parser.exit(
+            2,
+            f"error: no MongoDB store named: pass -m HOST:PORT:DB (e.g. -m 127.0.0.1:27017:{mongo.DEFAULT_DB}) "
+            f"or set {mongo.ENV_VAR}; nothing was imported\n",
+        )
+    try:
+        for folder in run_folders(args.folders):
+            print(f"{folder} -> {mongo.redact(spec)} run {import_run(folder, spec)}")
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

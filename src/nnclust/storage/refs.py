@@ -81,6 +81,14 @@ def resolve_model(ref: str | os.PathLike, _seen: tuple = ()) -> Path:
             upstream = config.get(_FORWARDING_KEY)
             if isinstance(upstream, str) and upstream and path.resolve() not in _seen:
                 return resolve_model(upstream, (*_seen, path.resolve()))
+            # A run with several checkpoints (a fixed_param weight-symmetry run keeps one
+            # per depth) names none of them for you: the message lists them.
+            others = sorted(p.name for p in path.glob("*.pt") if p.name != RESUME_STATE)
+            if others:
+                raise RunReferenceError(
+                    f"run folder '{path}' holds {', '.join(others)} but no single model checkpoint; "
+                    f"pass one of them as a file, e.g. model={path / others[0]}"
+                )
             raise RunReferenceError(
                 f"run folder '{path}' holds no checkpoint ({' or '.join(MODEL_ARTIFACTS)}) and names no model; "
                 "point model= at a training, normalize, compact or mix run"

@@ -93,7 +93,7 @@ def _row(run_id, run: Mapping, config: Mapping, metrics: Mapping[str, list], inf
 
 def _run_dirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"run folder '{folder}' does not exist")
+        raise FileNotFoundError(f"run folder '{folder}' does not exist; pass a folder of runs such as training_runs")
     return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
@@ -134,6 +134,10 @@ def load_runs(
     `experiment`, `status` and `where` (flattened config keys -> values, e.g.
     ``{"num_clusters": 12}`` or ``{"model.name": "mlp"}``) filter the rows.
     """
+    return _frame(_rows(source, experiment, status), experiment, status, where)
+
+
+def _rows(source, experiment: str | None, status: str | None) -> list[dict]:
     sources = [source] if isinstance(source, str | os.PathLike) else list(source)
     rows = []
     for src in sources:
@@ -147,6 +151,10 @@ def load_runs(
             rows.extend(_mongo_rows(src, query))
         else:
             rows.extend(_folder_rows(Path(src)))
+    return rows
+
+
+def _frame(rows: list[dict], experiment=None, status=None, where=None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -235,33 +243,138 @@ def remove_debris(source: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# The columns the command line shows by default: beside run_id, experiment and status,
+# the config keys that tell runs of one experiment apart and its headline results
+# (flattened names without the ``config.`` / ``result.`` prefix). A key a run lacks is
+# left out; an experiment not listed shows every scalar result.
+BASE_COLUMNS = ("run_id", "experiment", "status")
+KEY_CONFIG = {
+    "train_model": ("dataset.name", "model.name", "model.hidden", "seed", "epochs", "pruning.final_sparsity"),
+    "spectral_cluster_model": ("model", "num_clusters", "seed"),
+    "shuffle_and_cluster": ("model", "num_clusters", "shuffle_method", "num_shuffles", "seed"),
+    "ablate_clusters": ("clustering", "mode", "num_null", "seed"),
+    "compare_masks_clusters": ("clustering", "model"),
+    "clustering_factors": ("conditions", "seeds", "num_clusters", "num_shuffles"),
+    "compact_model": ("model", "format", "dtype"),
+    "connectivity": ("model", "num_tasks"),
+    "imp_experiment": ("dataset.name", "model.name", "imp.levels", "imp.rewind", "seed"),
+    "weight_symmetry": ("driver", "dataset.name", "model.name", "mask_type", "sparsity", "epochs", "seed"),
+    "normalize_model": ("model", "normalizer", "seed"),
+    "mix_models": ("method", "seed"),
+    "forgetting": ("dataset.name", "epochs_a", "epochs_b", "seed"),
+    "modularity_benchmark": ("networks", "num_modules", "num_shuffles", "seed"),
+}
+KEY_RESULTS = {
+    "train_model": ("test_accuracy", "sparsity", "test_loss"),
+    "spectral_cluster_model": ("ncut", "num_removed"),
+    "shuffle_and_cluster": ("true_ncut", "mean", "std", "z_score", "p_value"),
+    "ablate_clusters": ("accuracy",),
+    "compact_model": ("accuracy_before", "accuracy_after", "units_before", "units_after", "speedup"),
+    "connectivity": ("split_metric", "task_matrix_distance"),
+    "imp_experiment": ("first_split_level", "accuracy_at_split", "final_test_accuracy"),
+    "weight_symmetry": ("test_accuracy", "train_accuracy", "num_nonzero_parameters"),
+    "normalize_model": ("max_output_change", "metrics.accuracy", "metrics.loss", "metrics.hidden_neurons"),
+    "mix_models": ("max_output_change", "metrics.accuracy", "metrics.loss"),
+    "modularity_benchmark": ("level",),
+}
+
+
+def _scalar_column(df: pd.DataFrame, col: str) -> bool:
+    return not df[col].dropna().map(lambda v: isinstance(v, list | dict)).any()
+
+
+def default_columns(df: pd.DataFrame) -> list[str]:
+    """The command line's default columns of `df`: `BASE_COLUMNS`, then for each
+    experiment in it (in order of appearance) its `KEY_CONFIG` and `KEY_RESULTS` columns
+    that the runs hold (every scalar ``result.`` column of an experiment not listed)."""
+    experiments = list(dict.fromkeys(df["experiment"].dropna())) if "experiment" in df else []
+    config, results = [], []
+    for name in experiments:
+        config += [f"config.{k}" for k in KEY_CONFIG.get(name, ())]
+        if name in KEY_RESULTS:
+            results += [f"result.{k}" for k in KEY_RESULTS[name]]
+        else:
+            rows = df[df["experiment"] == name]
+            results += [c for c in df.columns if c.startswith("result.") and rows[c].notna().any()]
+    # Config values are shown whole (``model.hidden`` is a list); long list results
+    # (labels, shuffled n-cuts) are left to ``--columns``.
+    results = [c for c in results if c in df.columns and _scalar_column(df, c)]
+    wanted = [*BASE_COLUMNS, *config, *results, "damaged"]
+    return [c for c in dict.fromkeys(wanted) if c in df.columns]
+
+
+def select_columns(df: pd.DataFrame, columns: str | None) -> pd.DataFrame:
+    """`df` restricted to `columns`: None for `default_columns`, ``"all"`` for every
+    one, or a comma-separated list of column names, shown exactly in that order. An
+    unknown name is a ValueError that lists the valid ones."""
+    if columns == "all":
+        return df
+    if columns is None:
+        return df[default_columns(df)]
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in df.columns]
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown column(s) {', '.join(unknown) or '(none given)'} in --columns; "
+            f"valid columns here: {', '.join(df.columns)}"
+        )
+    return df[wanted]
+
+
 def main(argv=None) -> None:
+    """The command line: a table of runs, one line of error for a source that cannot be
+    read or a column that does not exist."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Print runs from folder stores or MongoDB as a table.")
+    parser = argparse.ArgumentParser(
+        prog="python -m nnclust.storage.tables",
+        description="Print runs from folder stores or MongoDB as a table: by default each experiment's key "
+        "config values and headline results.",
+    )
     parser.add_argument("sources", nargs="+", help="run folders (training_runs ...) or mongodb://HOST:PORT/DB")
-    parser.add_argument("--experiment")
-    parser.add_argument("--status")
-    parser.add_argument("--columns", default="run_id,experiment,status", help="comma-separated; 'all' for every one")
+    parser.add_argument("--experiment", help="only runs of this experiment (e.g. train_model)")
+    parser.add_argument("--status", help="only runs with this status (e.g. COMPLETED)")
+    parser.add_argument(
+        "--columns", help="comma-separated column names to show, exactly these (e.g. run_id,config.seed,"
+        "result.test_accuracy); 'all' for every one; default: the key config values and results"
+    )  # fmt: skip
     parser.add_argument(
         "--mark-died", action="store_true", help=f"record status DIED for RUNNING runs silent > {DIED_AFTER_S:.0f} s"
     )
     args = parser.parse_args(argv)
-    if args.mark_died:
-        for src in args.sources:
-            print(f"{src}: marked DIED: {mark_died(src) or 'none'}")
-            if not str(src).startswith(MONGO_PREFIXES):
-                removed = remove_debris(src)
-                print(f"{src}: removed {len(removed)} temporary file(s) of stopped runs")
-    df = load_runs(args.sources, args.experiment, args.status)
-    for _, row in df[df["status"] == DAMAGED].iterrows() if "status" in df else ():
-        print(f"run {row['run_id']}: {row['damaged']}", file=sys.stderr)
-    if args.columns != "all" and not df.empty:
-        wanted = [c for c in args.columns.split(",") if c in df.columns]
-        wanted += [c for c in df.columns if c.startswith("result.") and not isinstance(df[c].iloc[0], list)]
-        df = df[wanted]
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(df.to_string(index=False) if not df.empty else "no runs")
+    try:
+        if args.mark_died:
+            for src in args.sources:
+                print(f"{src}: marked DIED: {mark_died(src) or 'none'}")
+                if not str(src).startswith(MONGO_PREFIXES):
+                    removed = remove_debris(src)
+                    print(f"{src}: removed {len(removed)} temporary file(s) of stopped runs")
+        rows = _rows(args.sources, args.experiment, args.status)
+        df = _frame(rows, args.experiment, args.status)
+        for _, row in df[df["status"] == DAMAGED].iterrows() if "status" in df else ():
+            print(f"run {row['run_id']}: {row['damaged']}", file=sys.stderr)
+        if df.empty:
+            print("no runs")
+            return
+        parts = [(None, select_columns(df, args.columns))]
+        if args.columns is None and "experiment" in df and df["experiment"].nunique(dropna=False) > 1:
+            # One table per experiment, each with its own key columns (built from its own
+            # rows, so that an integer column stays integer).
+            names = list(dict.fromkeys(n if isinstance(n, str) else None for n in df["experiment"]))
+            parts = [
+                (
+                    name,
+                    select_columns(_frame([r for r in rows if r.get("experiment") == name], status=args.status), None),
+                )
+                for name in names
+            ]
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
+        sys.exit(f"error: {exc}")
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
+        for i, (name, part) in enumerate(parts):
+            if name is not None or len(parts) > 1:
+                print(("\n" if i else "") + f"{name or 'unreadable'} ({len(part)} runs)")
+            print(part.to_string(index=False, na_rep=""))
 
 
 if __name__ == "__main__":
