@@ -55,7 +55,7 @@ def test_a_record_that_lost_part_of_the_run_is_marked_and_repaired(lost, mongod,
     db = mongo.connect(spec)
     doc = db.runs.find_one({"_id": run._id})
     mark = doc["info"][mongo.INCOMPLETE_KEY]
-    repair = f"python -m nnclust.storage.mongo_import {folder / '1'}"
+    repair = f"python -m nnclust.storage.mongo_import -m {spec} {folder / '1'}"
     assert doc["status"] == "COMPLETED" and mark["repair"] == repair
     assert repair in capsys.readouterr().err
     assert load_runs(spec).loc[0, "info.incomplete_copy.repair"] == repair  # the table shows it too

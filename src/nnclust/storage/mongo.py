@@ -74,9 +74,11 @@ def connect(spec: str):
 INCOMPLETE_KEY = "incomplete_copy"
 
 
-def _repair_command(run_entry: dict) -> str:
+def _repair_command(run_entry: dict, spec: str) -> str:
+    """The command that completes a run's record in store `spec` from its folder copy
+    (credentials in `spec` shown as ``***``: the user puts them back)."""
     folder = ((run_entry.get("info") or {}).get("stores") or {}).get("folder", {}).get("path") or "<run folder>"
-    return f"python -m nnclust.storage.mongo_import {folder}"
+    return f"python -m nnclust.storage.mongo_import -m {redact(spec)} {folder}"
 
 
 def observer(spec: str):
@@ -85,7 +87,7 @@ def observer(spec: str):
     If the server goes away during a run, each write gives up after
     OUTAGE_TIMEOUT_MS instead of pymongo's 30 s, and the end-of-run save is tried
     twice, not ten times: the run finishes promptly, its folder copy is complete, and
-    `python -m nnclust.storage.mongo_import <run folder>` completes the MongoDB record later.
+    `python -m nnclust.storage.mongo_import -m <store> <run folder>` completes the MongoDB record later.
     Metrics and artifacts that could not be written are counted; a record that lost
     any is marked ``info.incomplete_copy`` (what was lost, and the command that
     repairs it, which the run also prints), so it is not taken for a whole copy.
@@ -136,7 +138,7 @@ def observer(spec: str):
 
         def _mark_if_incomplete(self):
             if self.lost["metric_points"] or self.lost["artifacts"]:
-                repair = _repair_command(self.run_entry)
+                repair = _repair_command(self.run_entry, spec)
                 self.run_entry.setdefault("info", {})[INCOMPLETE_KEY] = {**self.lost, "repair": repair}
                 print(
                     f"MongoDB at {redact(url)} missed {self.lost['metric_points']} metric point(s) and "
