@@ -91,7 +91,9 @@ def _imp(tmp_path, seed, streams):
 def test_imp_streams_split_the_run_seed(tmp_path, streams, no_figures):
     first = _imp(tmp_path, 11, streams)
     level_keys = [("imp.level", (i,)) for i in range(3)]  # levels 0..2: the dense net and two prunings
-    assert first.keys(11) == sorted([("data_split", ()), ("imp.validation", ()), ("init", ()), *level_keys])
+    assert first.keys(11) == sorted(
+        [("data_split", ()), ("imp.torch", ()), ("imp.validation", ()), ("init", ()), *level_keys]
+    )
     # the data: every stream the dataset draws comes from the run's data_split stream
     split = seeding.int_seed(11, "data_split")
     data_streams = [c for c in first if c[1].startswith("data.")]
@@ -211,7 +213,7 @@ def test_symmetry_masks_and_inits_draw_per_layer_from_the_run_seed(tmp_path, str
     from nnclust.experiments.symmetry import run_driver
 
     config = {"model": {"name": "mnist_fc", "width": 8, "depth": 2}, "epochs": 1, "sparsity_range": [0.5, 0.6],
-              "mask_type": "random", "init": "he", "progress": False}  # fmt: skip
+              "mask_type": "random", "init": "he", "progress": False, "dense_output": False}  # fmt: skip
     run_driver(RecordingRun(tmp_path), 41, config, "random_mask")
     layers = [(i,) for i in range(3)]
     assert streams.keys(41) == sorted(

@@ -229,7 +229,9 @@ def _imp_job(run, seed, dataset, data_root, model, init, optimizer, batch_size, 
     # The global torch RNG (dropout) from the run's seed. Sacred seeds it only when torch
     # is imported before the run starts, which the script's start-up avoids: without this
     # a run from the command line and one in a process that had imported torch differed.
-    torch.manual_seed(seeding.int_seed(seed, "init"))
+    # Its own stream: the init below draws from "init", and dropout masks drawn from the
+    # same state as the initial weights would be tied to them.
+    torch.manual_seed(seeding.int_seed(seed, "imp.torch"))
     net = build_model(model, data.input_shape, n_out)
     initialize(
         net, init["name"], init["bias"], init["std"], seeding.torch_generator(seed, "init"), init["bias_constant"]
