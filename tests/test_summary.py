@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def test_every_script_has_headlines_and_every_headline_a_script():
     for p in (ROOT / "src").glob("*.py"):
         text = p.read_text()
         if "make_experiment(" in text:
-            names.add(text.split('make_experiment("')[1].split('"')[0])
+            names.add(re.search(r'make_experiment\(\s*"(\w+)"', text)[1])
     assert names and names <= scripts
     assert set(HEADLINES) == names
 

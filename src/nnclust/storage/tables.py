@@ -287,7 +287,9 @@ def default_columns(df: pd.DataFrame) -> list[str]:
     """The command line's default columns of `df`: `BASE_COLUMNS`, then for each
     experiment in it (in order of appearance) its `KEY_CONFIG` and `KEY_RESULTS` columns
     that the runs hold (every scalar ``result.`` column of an experiment not listed)."""
-    experiments = list(dict.fromkeys(df["experiment"].dropna())) if "experiment" in df else []
+    # (a damaged record can hold any JSON value there; only names select columns)
+    names = [e for e in df["experiment"] if isinstance(e, str)] if "experiment" in df else []
+    experiments = list(dict.fromkeys(names))
     config, results = [], []
     for name in experiments:
         config += [f"config.{k}" for k in KEY_CONFIG.get(name, ())]
@@ -357,14 +359,20 @@ def main(argv=None) -> None:
             print("no runs")
             return
         parts = [(None, select_columns(df, args.columns))]
-        if args.columns is None and "experiment" in df and df["experiment"].nunique(dropna=False) > 1:
+
+        def name_of(experiment):  # a damaged record can hold any JSON value there
+            return experiment if isinstance(experiment, str) else None
+
+        names = list(dict.fromkeys(map(name_of, df["experiment"]))) if "experiment" in df else []
+        if args.columns is None and len(names) > 1:
             # One table per experiment, each with its own key columns (built from its own
             # rows, so that an integer column stays integer).
-            names = list(dict.fromkeys(n if isinstance(n, str) else None for n in df["experiment"]))
             parts = [
                 (
                     name,
-                    select_columns(_frame([r for r in rows if r.get("experiment") == name], status=args.status), None),
+                    select_columns(
+                        _frame([r for r in rows if name_of(r.get("experiment")) == name], status=args.status), None
+                    ),
                 )
                 for name in names
             ]
