@@ -212,12 +212,12 @@ def test_hypernet_fits_a_low_rank_net_and_is_seeded(one_thread):
     def change(result):
         return np.abs(forward(result.layers, x.numpy())[0] - before).max() / np.abs(before).max()
 
-    seeds = range(4)
+    seeds = (1, 2)  # seed 2's units end up inactive without the warm-up
     fitted = [change(normalize("hypernet", layers, data=data, seed=s)) for s in seeds]  # default options
     warmed = [change(normalize("hypernet", layers, {"steps": 1}, data=data, seed=s)) for s in seeds]
     cold = [change(normalize("hypernet", layers, {"warmup_steps": 0}, data=data, seed=s)) for s in seeds]
-    # measured on this net: 0.03 to 0.07 of the largest output; 0.5 to 1.9 after the
-    # weight warm-up alone; 0.12 to 0.75 without it (one seed's units end up inactive)
+    # measured on this net, seeds 0-3: 0.03 to 0.07 of the largest output; 0.5 to 1.9
+    # after the weight warm-up alone; 0.12 to 0.75 without it
     assert max(fitted) < 0.15
     assert all(f < w for f, w in zip(fitted, warmed)) and max(cold) > 0.5
     a, b, c = (normalize("hypernet", layers, {"steps": 5, "warmup_steps": 5}, data=data, seed=s) for s in (3, 3, 4))
