@@ -40,7 +40,7 @@ services: $(PY) system-deps
 	@$(PY) -c "from services import install_mongod, install_omniboard; install_mongod(); install_omniboard()"
 
 test: $(PY) lint services
-	$(PY) -m pytest
+	$(PY) -m pytest -n logical --dist loadfile
 
 mongo-up: $(PY) system-deps
 	@$(PY) -m services mongo-up --port $(MONGO_PORT)

@@ -190,3 +190,14 @@ def test_a_run_without_its_required_keys_fails_before_a_folder_exists(script, tm
     with pytest.raises(ConfigError, match=f"{key}=.* is not allowed"):
         run_in_process(ex, [FileStorageObserver(str(tmp_path / "runs"))], {})
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_usage_line_names_the_script_as_it_can_be_called_from_anywhere(tmp_path):
+    """Relative to the working directory inside the project, absolute from a folder
+    outside it (however deep), never a path relative to the script's own folder."""
+    deep = tmp_path.joinpath(*"abcdefgh")
+    deep.mkdir(parents=True)
+    for cwd, shown in [(ROOT, "src/train_model.py"), (deep, str(ROOT / "src" / "train_model.py"))]:
+        out = subprocess.run([sys.executable, str(ROOT / "src" / "train_model.py"), "--help"], cwd=cwd,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert out.splitlines()[1].strip() == f"{shown} [(with UPDATE...)] [options]", out

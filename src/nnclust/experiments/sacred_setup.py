@@ -93,11 +93,23 @@ def make_experiment(name: str, constraints=None, relations=(), sections=None, co
     # experiment, which is this one: point both at the script that called us.
     script = inspect.stack()[1].frame.f_globals
     ex.doc = script.get("__doc__") or ex.doc
-    usage = ex.get_usage
 
     def get_usage(program_name=None):
-        shown = os.path.relpath(program_name or sys.argv[0] or script.get("__file__") or name)
-        return usage(os.path.join(ex.base_dir, shown))  # Sacred prints it relative to base_dir
+        """Sacred's usage texts, with the program as the user can call it from here:
+        relative to the working directory, or absolute from outside the script's tree
+        (Sacred writes it relative to the script's folder)."""
+        from collections import OrderedDict
+
+        from sacred.arg_parser import format_usage, printable_usage
+
+        path = os.path.abspath(program_name or sys.argv[0] or script.get("__file__") or name)
+        shown = os.path.relpath(path)
+        shown = path if shown.startswith(os.pardir) else shown
+        commands = OrderedDict(ex.gather_commands())
+        long_usage = format_usage(shown, ex.doc, commands, ex.all_cli_options)
+        # docopt parses with a program name without spaces, as in Sacred's own get_usage
+        internal_usage = format_usage("dummy", ex.doc, commands, ex.all_cli_options)
+        return printable_usage(long_usage), long_usage, internal_usage
 
     ex.get_usage = get_usage
     ex.pre_run_hook(lambda _run: _announce_stores(_run, record_stores(_run)))
