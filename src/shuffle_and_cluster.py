@@ -10,7 +10,7 @@ from nnclust.experiments import shuffle
 from nnclust.experiments.sacred_setup import make_experiment, run_commandline
 
 ex = make_experiment(
-    "shuffle_and_cluster", shuffle.CONSTRAINTS, sections=shuffle.SECTIONS, config_updates=shuffle.resume_config
+    "shuffle_and_cluster", shuffle.CONSTRAINTS, shuffle.RELATIONS, shuffle.SECTIONS, shuffle.resume_config
 )
 
 
@@ -24,7 +24,7 @@ def config():
     n_init = shuffle.N_INIT  # k-means++ starts for the network itself (as spectral_cluster_model)
     shuffle_n_init = None  # starts per shuffle; null: the same search as the network (n_init)
     spread_searches = shuffle.SPREAD_SEARCHES  # further searches of the network for true_ncut_sd (0: off)
-    n_jobs = 1  # joblib workers for the shuffles, or with device="cuda" for their k-means (-1: all cores)
+    n_jobs = 1  # joblib workers for the shuffles (-1: all cores); 1 with device="cuda"
     scheduler_address = None  # e.g. "tcp://127.0.0.1:8786": run the shuffles on that Dask cluster
     device = "cpu"  # "cuda": batch the shuffles' eigenproblems on the GPU
     batch_size = 16  # shuffles per GPU batch, or per task sent to a worker

@@ -125,6 +125,27 @@ def test_device_errors_are_clear(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(ValueError, match="cannot use scheduler_address"):
         shuffle_significance(small_layers(), 4, 3, device="cuda", scheduler_address="tcp://127.0.0.1:1", progress=False)
+    with pytest.raises(ValueError, match="n_jobs=2 would go unused"):
+        shuffle_significance(small_layers(), 4, 3, device="cuda", n_jobs=2, progress=False)
+
+
+def test_shuffle_script_refuses_workers_with_a_gpu_before_a_run_exists(tmp_path, monkeypatch):
+    """With device=cuda the shuffles run batched on the GPU: n_jobs or a Dask scheduler
+    would be recorded and never used, so the config is refused (a GPU is pretended here,
+    so that the device itself passes its check)."""
+    import shuffle_and_cluster
+    from nnclust.core.constraints import ConfigError, Device
+    from nnclust.exec.grid import run_in_process
+    from nnclust.experiments.sacred_setup import RunFolderObserver
+
+    real = Device.problem
+    monkeypatch.setattr(Device, "problem", lambda self, v: None if v == "cuda" else real(self, v))
+    for extra, message in [({"n_jobs": 2}, "n_jobs=2 would go unused"),
+                           ({"scheduler_address": "tcp://127.0.0.1:1"}, "cannot use scheduler_address")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            run_in_process(shuffle_and_cluster.ex, [RunFolderObserver(str(tmp_path / "runs"))],
+                           {"model": "missing.pt", "device": "cuda", **extra})  # fmt: skip
+        assert not (tmp_path / "runs").exists()
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def shuffle_significance(
     Shuffle i uses child i of the ``shuffle`` stream of `seed`, whatever runs it:
     `n_jobs` local joblib workers, a Dask cluster at `scheduler_address`, or, with
     ``device="cuda"``, batches of `batch_size` shuffles whose eigenproblems and k-means
-    run on the GPU (`n_jobs` is then unused; not with `scheduler_address`). The true network
+    run on the GPU (with neither `n_jobs` nor `scheduler_address`). The true network
     is always clustered on the CPU, exactly as the clustering experiment does.
     The network and every shuffle get the same search: `n_init` k-means++ starts
     through `spectral_cluster`. A permutation test is only valid when the observed
@@ -182,6 +182,11 @@ def shuffle_significance(
             raise ValueError(
                 f"device={device!r} solves the shuffles on this machine's GPU, "
                 "so it cannot use scheduler_address; unset one of them"
+            )
+        if n_jobs != 1:
+            raise ValueError(
+                f"device={device!r} runs the shuffles' eigenproblems and k-means batched on the GPU, "
+                f"so n_jobs={n_jobs} would go unused; leave n_jobs at 1"
             )
     graphs = PatternGraphs(layers, **graph_options)  # its reference is the network's own graph
     check_cluster_args(graphs.reference.n_kept, num_clusters, n_init)

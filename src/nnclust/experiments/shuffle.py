@@ -9,7 +9,7 @@ from nnclust.clustering.shuffles import SHUFFLES
 from nnclust.clustering.spectral import N_INIT
 from nnclust.clustering.study import SPREAD_SEARCHES
 from nnclust.core.config import check_keys, plain
-from nnclust.core.constraints import Boolean, Check, Device, Interval, Options
+from nnclust.core.constraints import Boolean, Check, Device, Interval, Options, Relation
 from nnclust.experiments import cluster
 from nnclust.experiments import resume as resume_points
 from nnclust.experiments.artifacts import add_artifact, run_folder, scratch
@@ -18,8 +18,8 @@ from nnclust.storage.refs import RunReferenceError
 from nnclust.structure.graph import GRAPH_DEFAULTS
 
 __all__ = [
-    "CONSTRAINTS", "GRAPH_DEFAULTS", "N_INIT", "SAVE_EVERY", "SECTIONS", "SPREAD_SEARCHES", "check_resumable",
-    "resume_config", "shuffle_job",
+    "CONSTRAINTS", "GRAPH_DEFAULTS", "N_INIT", "RELATIONS", "SAVE_EVERY", "SECTIONS", "SPREAD_SEARCHES",
+    "check_resumable", "resume_config", "shuffle_job",
 ]  # fmt: skip
 
 # Seconds between two saves of a study's finished n-cuts (`Progress`): a save rewrites
@@ -49,6 +49,21 @@ CONSTRAINTS = {
     "progress": Boolean(),
     "resume": Check(lambda r: r is None or isinstance(r, str), "null or a shuffle run folder (shuffle_clust_runs/3)"),
 }
+# On a GPU the shuffles are solved in batches on this machine: no worker would be used.
+RELATIONS = [
+    Relation(
+        ["device", "n_jobs"],
+        lambda device, n_jobs: device == "cpu" or n_jobs == 1,
+        "device={device} runs the shuffles' eigenproblems and k-means batched on the GPU, so "
+        "n_jobs={n_jobs} would go unused; leave n_jobs at 1",
+    ),
+    Relation(
+        ["device", "scheduler_address"],
+        lambda device, address: device == "cpu" or address is None,
+        "device={device} solves the shuffles on this machine's GPU, so it cannot use "
+        "scheduler_address={scheduler_address}; unset one of them",
+    ),
+]
 SECTIONS = cluster.SECTIONS
 
 
