@@ -3,12 +3,17 @@ training each weight of every fc and conv layer is zeroed with probability p, a 
 mask at every forward pass, the kept ones scaled by 1 / (1 - p) so that the expected
 pre-activation is unchanged and evaluation uses the plain weights.
 
-A training callback that, at the start of training, puts a forward hook on each layer's
-linear module; the hook acts only in training mode and leaves the parameters untouched
-(the optimizer sees the masked gradient through the product).
+A training callback that, at the start of training, gives each layer's linear module a
+forward of its own (an instance attribute over the class's ``forward``): in training
+mode it runs the layer once with the masked weight, in eval mode the module's own
+forward. The parameters stay untouched; the optimizer sees the masked gradient through
+the product. A forward hook could only replace an output already computed with the
+plain weight, doing each layer's product twice.
 """
 
 from __future__ import annotations
+
+import types
 
 import torch
 from torch import nn
@@ -37,25 +42,28 @@ class DropConnect:
             raise ValueError(f"dropconnect={p} is not allowed: expected a probability in [0, 1), 0 = off")
         self.p = float(p)
         self.generator = seeding.torch_generator(seed, "dropconnect")
-        self.handles: list = []
+        self.modules: list[nn.Module] = []
 
-    def _hook(self, module: nn.Module, inputs, output):
+    def _forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not module.training:
-            return None
+            return type(module).forward(module, x)
         weight = dropconnect_weight(module.weight, self.p, self.generator)
         if isinstance(module, nn.Linear):
-            return F.linear(inputs[0], weight, module.bias)
-        return module._conv_forward(inputs[0], weight, module.bias)
+            return F.linear(x, weight, module.bias)
+        return module._conv_forward(x, weight, module.bias)
 
     def on_train_start(self, state) -> None:
-        if self.p > 0 and not self.handles:
-            self.handles = [m.linear.register_forward_hook(self._hook) for m in layer_modules(state.model)]
+        if self.p > 0 and not self.modules:
+            self.modules = [m.linear for m in layer_modules(state.model)]
+            for module in self.modules:
+                # bound to the module, so that a deep copy of the model binds it to the copy
+                module.forward = types.MethodType(self._forward, module)
 
     def remove(self) -> None:
-        """Take the hooks off the model (training done)."""
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+        """Give the layers back their class's forward (training done)."""
+        for module in self.modules:
+            del module.forward
+        self.modules = []
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
