@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tests import test_kill
 
 import imp_experiment
 import shuffle_and_cluster
@@ -50,27 +51,18 @@ IMP = {
     "num_threads": 1,
     "seed": 4,
 }
-# Runs a script with os.replace wrapped: the `count`-th rename onto a file named `target`
-# (whose new content holds `needle`) kills the process first, so the new content sits
-# complete in its temporary file and the old file is untouched. The study saves its
-# progress after every n-cut, so that the count names one instant.
-KILLER = """
-import os, runpy, signal, sys
+# tests/test_kill.py's KILLER (the `count`-th rename onto a file named `target` whose new
+# content holds `needle` kills the process first), with the study saving its progress
+# after every n-cut, so that the count names one instant.
+KILLER = (
+    """
+import os, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))
 import nnclust.experiments.shuffle
 nnclust.experiments.shuffle.SAVE_EVERY = 0.0
-target, needle, count = os.environ["KILL_AT"], os.environ["KILL_IF"].encode(), [int(os.environ["KILL_COUNT"])]
-real = os.replace
-def replace(src, dst, *args, **kwargs):
-    if os.path.basename(dst) == target and needle in open(src, "rb").read():
-        count[0] -= 1
-        if count[0] == 0:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return real(src, dst, *args, **kwargs)
-os.replace = replace
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
 """
+    + test_kill.KILLER
+)
 # (script, file renamed onto, needle, count) -> shuffles or levels finished and saved at the kill
 SHUFFLE_KILLS = {
     # the network's n-cuts and shuffle 0 saved; shuffle 1's save cut short
