@@ -35,6 +35,19 @@ class RecordingRun:
         self.content_types[name] = content_type
 
 
+# A two-level IMP run on two concatenated moons tasks, 4-8-8-2: seconds, with a split
+# to study (the clusters of each level against its task split).
+TWO_LEVEL_IMP = {
+    "dataset": {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 200, "noise": 0.1},
+    "model": {"name": "mlp", "hidden": [8, 8]},
+    "init": {"name": "normal", "bias": "same", "std": 0.3},
+    "optimizer": {"name": "adam", "lr": 0.02},
+    "imp": {"levels": 2, "target_params": 40, "max_epochs": 2, "patience": 1},
+    "progress": False,
+    "num_threads": 1,
+    "seed": 1,
+}
+
 TRAIN_DEFAULTS = dict(
     dataset={"name": "digits"},
     data_root="datasets",

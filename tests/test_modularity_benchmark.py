@@ -188,22 +188,14 @@ def test_an_unknown_key_is_an_error(tmp_path):
 
 
 def test_modules_made_by_pruning_are_studied_level_by_level(tmp_path):
+    from tests.conftest import TWO_LEVEL_IMP
+
     import imp_experiment
     from nnclust.clustering.task_modules import SHARED, unit_tasks
     from nnclust.nets.checkpoint import load_checkpoint
     from nnclust.nets.layers import extract_layers
 
-    config = {
-        "dataset": {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 200, "noise": 0.1},
-        "model": {"name": "mlp", "hidden": [8, 8]},
-        "init": {"name": "normal", "bias": "same", "std": 0.3},
-        "optimizer": {"name": "adam", "lr": 0.02},
-        "imp": {"levels": 2, "target_params": 40, "max_epochs": 2, "patience": 1},
-        "progress": False,
-        "num_threads": 1,
-        "seed": 1,
-    }
-    imp = run_in_process(imp_experiment.ex, [FileStorageObserver(str(tmp_path / "imp"))], config)
+    imp = run_in_process(imp_experiment.ex, [FileStorageObserver(str(tmp_path / "imp"))], TWO_LEVEL_IMP)
     folder = tmp_path / "imp" / str(imp._id)
     levels = modularity.imp_level_modularity(str(folder), num_shuffles=4, seed=2, n_init=2)
     assert [lv["level"] for lv in levels] == [0, 1, 2]

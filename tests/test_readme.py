@@ -190,21 +190,12 @@ def trained_project(tmp_path_factory):
 def imp_project(trained_project):
     """The project folder with a tiny IMP run (two moons tasks, 4-8-8-2, two levels) as imp_runs/1."""
     from sacred.observers import FileStorageObserver
+    from tests.conftest import TWO_LEVEL_IMP
 
     import imp_experiment
     from nnclust.exec.grid import run_in_process
 
-    config = {
-        "dataset": {"name": "concat", "tasks": ["moons", "moons"], "n_samples": 200, "noise": 0.1},
-        "model": {"name": "mlp", "hidden": [8, 8]},
-        "init": {"name": "normal", "bias": "same", "std": 0.3},
-        "optimizer": {"name": "adam", "lr": 0.02},
-        "imp": {"levels": 2, "target_params": 40, "max_epochs": 2, "patience": 1},
-        "progress": False,
-        "num_threads": 1,
-        "seed": 1,
-    }
-    run_in_process(imp_experiment.ex, [FileStorageObserver(str(trained_project / "imp_runs"))], config)
+    run_in_process(imp_experiment.ex, [FileStorageObserver(str(trained_project / "imp_runs"))], TWO_LEVEL_IMP)
     return trained_project
 
 
