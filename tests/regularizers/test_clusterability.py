@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnclust.clustering.spectral import DENSE_LIMIT
+from nnclust.clustering.spectral import DENSE_LIMIT, dense_gram
 from nnclust.data import load_dataset
 from nnclust.nets.layers import extract_layers
 from nnclust.nets.registry import build_model, layer_modules
@@ -482,3 +482,32 @@ def test_an_edge_cache_gives_the_edges_built_afresh_and_follows_pruning():
     cached_value, cached_grad = term_and_gradient(model, solver, cache)
     value, grad = term_and_gradient(model, solver)
     assert cached_value == value and torch.equal(cached_grad, grad)
+
+
+@pytest.mark.parametrize("hidden", [(9, 7), (9, 7, 8), (9, 7, 8, 6)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.7])
+def test_the_gram_tiles_cover_every_entry_and_give_the_whole_product(hidden, sparsity):
+    # The solver forms B^T B from the tiles where a node group's rows meet its two
+    # neighbouring groups; a tile missing a group would drop terms of the product.
+    model = mlp(seed=5, hidden=hidden, n_in=11, n_out=4)
+    weights = prunable_weights(model)
+    if sparsity:
+        masks = magnitude_masks(weights, sparsity, "layer")
+        with torch.no_grad():
+            for name, w in weights.items():
+                w.mul_(masks[name])
+    edges = weight_graph_edges(model)
+    plan = LaplacianEigensolver("eigsh")._bipartite_plan(edges)
+    assert plan.flat is not None and plan.tiles  # a small graph: the Gram matrix is formed
+    rng = np.random.default_rng(0)
+    b = np.zeros(plan.shape[0] * plan.shape[1])
+    b[plan.flat] = rng.uniform(0.1, 1.0, plan.flat.size)
+    b = b.reshape(plan.shape)
+    inside = np.zeros(plan.shape, bool)
+    for r0, r1, c0, c1 in plan.tiles:
+        inside[r0:r1, c0:c1] = True
+    assert inside[b != 0].all()
+    np.testing.assert_allclose(dense_gram(b, plan.tiles), b.T @ b, rtol=1e-13, atol=1e-15)
+    # and the tiles leave out what a layered graph has no entries in, once it has 3 groups a side
+    if len(hidden) >= 3:
+        assert (~inside).any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -14,6 +16,7 @@ from nnclust.clustering.spectral import (
     _threadpools,
     bipartite_eigs,
     bipartite_split,
+    gram_is_dense,
     normalize_edges,
 )
 from nnclust.core import seeding
@@ -73,7 +76,7 @@ class LaplacianEigensolver:
         self.seed = seed
         self._warm: dict[tuple[str, int], np.ndarray] = {}  # (operator, size) -> start vector
         self._plan_of: object = None  # the EdgeList.pattern that `_plan` was derived from
-        self._plan: tuple = ()
+        self._plan: _Plan | None = None
 
     def warm_state(self) -> dict[str, torch.Tensor]:
         """The Lanczos warm starts as ``{"<operator>:<size>": tensor}``."""
@@ -139,10 +142,9 @@ class LaplacianEigensolver:
         )
         return vals, vecs
 
-    def _bipartite_plan(self, edges: EdgeList) -> tuple:
-        """Index arrays of the bipartite block B of an edge list's structure, kept while
-        the structure (``edges.pattern``) stays the same: (rows' nodes, columns' nodes,
-        CSR order of the edges, CSR indices, CSR indptr)."""
+    def _bipartite_plan(self, edges: EdgeList) -> _Plan:
+        """What the bipartite solve derives from an edge list's structure, kept while the
+        structure (``edges.pattern``) stays the same."""
         if edges.pattern is not None and self._plan_of is edges.pattern:
             return self._plan
         n, h, t = edges.n_kept, edges.heads, edges.tails
@@ -155,25 +157,60 @@ class LaplacianEigensolver:
         head_in_cols = cols_side[h]
         r = pos[np.where(head_in_cols, t, h)]
         c = pos[np.where(head_in_cols, h, t)]
-        order = np.lexsort((c, r))  # CSR order: by row, then column
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=rows_nodes.size))])
-        self._plan = (rows_nodes, cols_nodes, order, c[order], indptr)
-        self._plan_of = edges.pattern
-        return self._plan
+        shape = (rows_nodes.size, cols_nodes.size)
+        if gram_is_dense(*shape, h.size, self.dense_limit, self.dense_fill):
+            # Node numbers run group by group, so each side's groups are contiguous
+            # ranges, and a group's rows reach only the columns of its two neighbours.
+            group = edges.group[edges.keep]
+            row_groups, col_groups = group[rows_nodes], group[cols_nodes]
+            tiles = []
+            for g in np.unique(row_groups):
+                r0, r1 = np.searchsorted(row_groups, [g, g + 1])
+                c0, c1 = np.searchsorted(col_groups, [g - 1, g + 2])
+                tiles.append((int(r0), int(r1), int(c0), int(c1)))
+            plan = _Plan(rows_nodes, cols_nodes, shape, flat=r * shape[1] + c, tiles=tuple(tiles))
+        else:
+            order = np.lexsort((c, r))  # CSR order: by row, then column
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=shape[0]))])
+            plan = _Plan(rows_nodes, cols_nodes, shape, order=order, indices=c[order], indptr=indptr)
+        self._plan, self._plan_of = plan, edges.pattern
+        return plan
 
     def _bipartite(self, mw: np.ndarray, edges: EdgeList, num: int) -> tuple[np.ndarray, np.ndarray]:
         """The `num` largest eigenpairs (unordered) of M with off-diagonal entries `mw`,
         through the singular values of its bipartite block."""
         n, h, t = edges.n_kept, edges.heads, edges.tails
-        rows_nodes, cols_nodes, order, indices, indptr = self._bipartite_plan(edges)
-        b = sp.csr_matrix((mw[order], indices, indptr), shape=(rows_nodes.size, cols_nodes.size))
-        found = bipartite_eigs(b, num, lambda op, k: self._lanczos(op, k, "gram"), self.dense_limit, self.dense_fill)
+        plan = self._bipartite_plan(edges)
+        if plan.flat is not None:  # the Gram matrix is formed: B goes straight into a dense array
+            b = np.zeros(plan.shape[0] * plan.shape[1])
+            b[plan.flat] = mw
+            b = b.reshape(plan.shape)
+        else:
+            b = sp.csr_matrix((mw[plan.order], plan.indices, plan.indptr), shape=plan.shape)
+        lanczos = lambda op, k: self._lanczos(op, k, "gram")  # noqa: E731
+        found = bipartite_eigs(b, num, lanczos, self.dense_limit, self.dense_fill, plan.tiles)
         if found is not None:
             sigma, top, bottom = found
             u = np.empty((n, num))
-            u[rows_nodes], u[cols_nodes] = top, bottom
+            u[plan.rows], u[plan.cols] = top, bottom
             return sigma, u
         m = symmetric(mw, h, t, n)
         if n <= self.dense_limit:
             return scipy.linalg.eigh(m.toarray(), subset_by_index=[n - num, n - 1])
         return self._lanczos(m, num, "m")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The bipartite block B of an edge list's structure: its rows' and columns' nodes and
+    shape, and either (Gram matrix formed densely) each edge's flat position in a dense B
+    and the `dense_gram` tiles, or (Lanczos on the operator) CSR order, indices and indptr."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    shape: tuple[int, int]
+    flat: np.ndarray | None = None
+    tiles: tuple | None = None
+    order: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    indptr: np.ndarray | None = None
