@@ -218,14 +218,20 @@ def rescale_hidden_units(model, norm: float = UNIT_NORM) -> None:
                 incoming = [w.view(w.shape[0], -1)]
                 if m.linear.bias is not None:
                     incoming.append(m.linear.bias.unsqueeze(1))
-            current = torch.sqrt(sum((p * p).sum(dim=1) for p in incoming))
-            factor = torch.where(current > 0, current / norm, torch.ones_like(current))
+            # Run at every regularized training step: few, in-place tensor operations.
+            factor = incoming[0].square().sum(dim=1)
+            for p in incoming[1:]:
+                factor += p.square().sum(dim=1)
+            factor = factor.sqrt_().div_(norm)
+            factor.masked_fill_(~(factor > 0), 1.0)  # zero-norm units stay as they are
+            column = factor.unsqueeze(1)
             for p in incoming:
-                p.div_(factor.unsqueeze(1))  # views: divides the parameters in place
+                p.div_(column)  # views: divides the parameters in place
             w_next = nxt.linear.weight
             n = factor.numel()
             if nxt.kind == "conv":
                 w_next.mul_(factor.reshape(1, n, 1, 1))
-            else:
-                # conv -> fc reads H*W flattened inputs per channel; fc -> fc reads one.
-                w_next.mul_(factor.repeat_interleave(w_next.shape[1] // n).unsqueeze(0))
+            elif w_next.shape[1] == n:  # fc -> fc reads each unit once
+                w_next.mul_(factor)
+            else:  # conv -> fc reads H*W flattened inputs per channel
+                w_next.mul_(factor.repeat_interleave(w_next.shape[1] // n))
