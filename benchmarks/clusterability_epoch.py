@@ -11,7 +11,13 @@ interleaved in one process, on mlp_config's net (64-128-128-10 on digits, batch 
 on a 784-512-512-512-10 MLP (mnist5k's first 640 examples, batch 64). Prints the
 median ratio regularized / plain.
 
-    PYTHONPATH=src python benchmarks/clusterability_epoch.py [--repeats 3] [--threads 0]
+Part 3, where a regularized step's time goes, on the same two nets: a plain training
+step (forward, backward, Adam on one batch of 64), and the term's parts: the edge list
+from the weights, the eigen-solve (and, within it, LAPACK's eigh of the Gram matrix or the
+Lanczos iterations alone), the term's backward, and the rescaling of the hidden units. The
+eigen-solve is the floor of the term's cost: the rest is what the implementation adds.
+
+    PYTHONPATH=src python benchmarks/clusterability_epoch.py [--repeats 3] [--threads 0] [--parts]
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from types import SimpleNamespace
 
 import torch
 
+from nnclust.clustering import spectral
 from nnclust.data import load_dataset
 from nnclust.nets.registry import build_model
 from nnclust.pruning import magnitude_masks
 from nnclust.regularizers import LaplacianEigensolver, weight_graph_edges
-from nnclust.regularizers.clusterability import ClusterabilityRegularizer
+from nnclust.regularizers.clusterability import ClusterabilityRegularizer, clusterability_loss, rescale_hidden_units
 from nnclust.training import prunable_weights, train
 
 
@@ -100,30 +107,105 @@ def epoch_ratio(name: str, model_fn, data, repeats: int, epochs: int) -> None:
     )
 
 
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def step_parts(name: str, model, x, y, repeats: int) -> None:
+    """Median ms of a plain step and of each part of the term at the model's weights."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    reg = ClusterabilityRegularizer()
+    reg.on_train_start(SimpleNamespace(model=model))
+
+    def plain_step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    plain = median_ms(plain_step, repeats)
+    edges = weight_graph_edges(model, None, reg.cache)
+    num = reg.num_eigs + 1
+    solve = median_ms(lambda: reg.solver.solve(edges, num), repeats)
+    inner = {}
+    real = (spectral.scipy.linalg.eigh, reg.solver._lanczos)
+
+    def timing(key, fn):
+        def wrapped(*args, **kwargs):
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            inner.setdefault(key, []).append(time.perf_counter() - t)
+            return out
+
+        return wrapped
+
+    spectral.scipy.linalg.eigh = timing("eigh", real[0])
+    reg.solver._lanczos = timing("lanczos", real[1])
+    try:
+        median_ms(lambda: reg.solver.solve(edges, num), repeats)
+    finally:
+        spectral.scipy.linalg.eigh = real[0]
+        del reg.solver._lanczos
+    core = sum(1e3 * statistics.median(v) for v in inner.values())
+    params = list(model.parameters())
+
+    def term_backward():
+        term = reg.lam * clusterability_loss(model, reg.num_eigs, solver=reg.solver, cache=reg.cache)
+        torch.autograd.grad(term, params, allow_unused=True)
+
+    forward_backward = median_ms(term_backward, repeats)
+    rescale = median_ms(lambda: rescale_hidden_units(model), repeats)
+    edges_ms = median_ms(lambda: weight_graph_edges(model, None, reg.cache), repeats)
+    backward = forward_backward - solve - edges_ms
+    term = forward_backward + rescale
+    print(
+        f"  {name:34s} plain step {plain:6.2f} | term {term:6.2f} = edges {edges_ms:5.2f} + solve {solve:6.2f}"
+        f" ({'+'.join(sorted(inner))} {core:6.2f}) + backward {backward:5.2f} + rescale {rescale:5.2f}"
+        f" | term / plain step {term / plain:.2f} (eigen-solve alone {core / plain:.2f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--parts", action="store_true", help="part 3 only")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
-    threshold_table(max(3, args.repeats))
-
-    print("regularized / plain epoch (training loop, interleaved)")
+    if not args.parts:
+        threshold_table(max(3, args.repeats))
     digits = load_dataset("digits", seed=0)
-    epoch_ratio(
-        "mlp_config net (digits, 330 nodes)",
-        lambda: build_model({"name": "mlp", "hidden": [128, 128]}, digits.input_shape, 10), digits, args.repeats, 2
-    )  # fmt: skip
     mnist = load_dataset("mnist5k", seed=0)
+
+    def small():
+        return build_model({"name": "mlp", "hidden": [128, 128]}, digits.input_shape, 10)
+
+    def large():
+        return build_model({"name": "mlp", "hidden": [512, 512, 512]}, mnist.input_shape, 10)
+
+    print("a regularized step's parts, ms (median)")
+    torch.manual_seed(0)
+    for name, model, data, repeats in (
+        ("mlp_config net (digits, 330 nodes)", small(), digits, 20 * args.repeats),
+        ("784-512-512-512-10 (mnist5k head)", large(), mnist, 3 * args.repeats),
+    ):
+        step_parts(name, model, data.x_train[:64], data.y_train[:64], repeats)
+    if args.parts:
+        return
+    print("regularized / plain epoch (training loop, interleaved)")
+    epoch_ratio("mlp_config net (digits, 330 nodes)", small, digits, args.repeats, 2)
     head = SimpleNamespace(
         x_train=mnist.x_train[:640], y_train=mnist.y_train[:640], x_test=mnist.x_test[:500], y_test=mnist.y_test[:500]
     )
-    epoch_ratio(
-        "784-512-512-512-10 (mnist5k head)",
-        lambda: build_model({"name": "mlp", "hidden": [512, 512, 512]}, mnist.input_shape, 10), head, args.repeats, 1
-    )  # fmt: skip
+    epoch_ratio("784-512-512-512-10 (mnist5k head)", large, head, args.repeats, 1)
 
 
 if __name__ == "__main__":
