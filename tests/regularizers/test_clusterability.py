@@ -21,6 +21,7 @@ from nnclust.regularizers import (
     weight_graph_edges,
 )
 from nnclust.regularizers.clusterability import EdgeCache
+from nnclust.regularizers.clusterability.autograd import _edge_derivatives
 from nnclust.structure.graph import GraphError, build_graph
 from nnclust.training import prunable_weights, train
 
@@ -511,3 +512,34 @@ def test_the_gram_tiles_cover_every_entry_and_give_the_whole_product(hidden, spa
     # and the tiles leave out what a layered graph has no entries in, once it has 3 groups a side
     if len(hidden) >= 3:
         assert (~inside).any()
+
+
+@pytest.mark.parametrize("sparsity, kind", [(0.0, "full"), (0.5, "pos"), (0.9, "edges")])
+def test_the_backward_gives_the_same_derivatives_from_torch_tensors_as_from_numpy(sparsity, kind):
+    # On CPU the backward runs on numpy views; on a GPU the same formula runs on torch
+    # tensors, a path the CPU suite would otherwise never take.
+    model = mlp(seed=6, hidden=(40, 30), n_in=20, n_out=4)
+    weights = prunable_weights(model)
+    if sparsity:
+        masks = magnitude_masks(weights, sparsity, "layer")
+        with torch.no_grad():
+            for name, w in weights.items():
+                w.mul_(masks[name])
+    edges = weight_graph_edges(model)
+    kinds = {"full" if pos is None and rows is not None else "pos" if rows is not None else "edges"
+             for _, _, rows, _, pos in edges.blocks}  # fmt: skip
+    assert kinds == {kind}  # each way the backward reads a layer
+    lam, y = LaplacianEigensolver("dense").solve(edges, K + 1)
+    g = torch.tensor([0.0, 0.3, -0.5, 0.7], dtype=torch.float64)
+    heads, tails = edges.ends("cpu")
+    from_torch = torch.empty(heads.numel(), dtype=torch.float64)
+    _edge_derivatives(lam, y, g, heads, tails, edges.blocks, from_torch)
+    blocks = [(e0, e1, r, c, None if p is None else p.numpy()) for e0, e1, r, c, p in edges.blocks]
+    from_numpy = np.empty(heads.numel())
+    _edge_derivatives(lam.numpy(), y.numpy(), g.numpy(), edges.heads, edges.tails, blocks, from_numpy)
+    np.testing.assert_allclose(from_torch.numpy(), from_numpy, rtol=1e-13, atol=1e-15)
+    # and both are the derivative: the per-edge formula, written out edge by edge
+    yh, yt = y.numpy()[edges.heads], y.numpy()[edges.tails]
+    one_minus = (1.0 - lam.numpy()) * g.numpy()
+    expected = ((yh**2 + yt**2) * one_minus).sum(1) - 2.0 * (yh * yt * g.numpy()).sum(1)
+    np.testing.assert_allclose(from_numpy, expected, rtol=1e-12, atol=1e-15)
