@@ -74,10 +74,15 @@ def normalize_edges(values, rows, cols, degree):
     The one normalization routine of the project: it takes numpy arrays (the CPU
     clustering paths) and torch tensors (the regularizer's GPU path) alike.
     """
+    d = inverse_sqrt_degree(degree)
+    return values * d[rows] * d[cols], d
+
+
+def inverse_sqrt_degree(degree):
+    """degree^-1/2 (numpy array or torch tensor); fails on a node without edges."""
     if (degree <= 0).any():
         raise ValueError(f"{int((degree <= 0).sum())} node(s) have no edges; remove isolated nodes first")
-    d = 1.0 / (degree.sqrt() if hasattr(degree, "sqrt") else np.sqrt(degree))
-    return values * d[rows] * d[cols], d
+    return 1.0 / (degree.sqrt() if hasattr(degree, "sqrt") else np.sqrt(degree))
 
 
 def _canonical(adj: sp.csr_matrix) -> sp.csr_matrix:
