@@ -27,8 +27,8 @@ from nnclust.training import prunable_weights, train
 
 K = 3  # eigenvalues 2..4 of the Laplacian
 # Every eigen-solve branch: dense M; the bipartite reduction with its Gram matrix solved
-# densely (smaller side <= dense_limit) or by Lanczos; dense M in torch (the CUDA path,
-# here on CPU).
+# densely (smaller side <= dense_limit) or by Lanczos; the Gram matrix in torch (the CUDA
+# path, here on CPU).
 SOLVERS = {
     "dense": lambda: LaplacianEigensolver("dense"),
     "gram_dense": lambda: LaplacianEigensolver("eigsh"),
@@ -449,6 +449,7 @@ def test_the_solver_choice_gives_the_same_term_and_gradient_on_both_sides_of_the
         LaplacianEigensolver("auto"),  # the default: Gram eigh below the limit, Lanczos above
         LaplacianEigensolver("eigsh", dense_limit=side),  # forced Gram eigh
         LaplacianEigensolver("eigsh", dense_limit=side - 1, dense_fill=float("inf")),  # forced Lanczos
+        LaplacianEigensolver("torch"),  # the GPU path: its Gram matrix below the limit, all of M above
     ):
         value, grad = term_and_gradient(model, solver)
         assert abs(value - ref_value) <= 1e-10 * abs(ref_value)
