@@ -47,7 +47,8 @@ class LaplacianEigensolver:
         not used: the sparse LU of M - I costs more than all Lanczos iterations
         together (1.2 s on the same graph).
     ``"torch"``
-        ``torch.linalg.eigh`` of dense M on the edge values' device (for CUDA).
+        ``torch.linalg.eigh`` on the edge values' device (for CUDA): of the bipartite
+        block's Gram matrix when ``"eigsh"`` would form it densely, else of dense M.
     ``"auto"``
         ``"torch"`` for CUDA tensors, else ``"eigsh"``.
 
