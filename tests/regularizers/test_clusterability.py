@@ -139,6 +139,7 @@ def test_gradient_with_a_bipartite_side_smaller_than_the_eigenvalues():
     model = mlp(seed=10, hidden=())
     assert_gap_safe(model, k=2)
     check_gradient(model, "gram_lanczos", k=2)
+    check_gradient(model, "torch", k=2)  # the GPU path then solves all of M as well
 
 
 @pytest.mark.parametrize("size", [6, 8])  # 8x8 leaves 2x2 positions per channel at the flatten
@@ -449,7 +450,7 @@ def test_the_solver_choice_gives_the_same_term_and_gradient_on_both_sides_of_the
         LaplacianEigensolver("auto"),  # the default: Gram eigh below the limit, Lanczos above
         LaplacianEigensolver("eigsh", dense_limit=side),  # forced Gram eigh
         LaplacianEigensolver("eigsh", dense_limit=side - 1, dense_fill=float("inf")),  # forced Lanczos
-        LaplacianEigensolver("torch"),  # the GPU path: its Gram matrix below the limit, all of M above
+        LaplacianEigensolver("torch"),  # the GPU path: the Gram matrix on both sides
     ):
         value, grad = term_and_gradient(model, solver)
         assert abs(value - ref_value) <= 1e-10 * abs(ref_value)

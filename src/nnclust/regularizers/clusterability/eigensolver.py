@@ -13,6 +13,7 @@ from scipy.sparse.linalg import eigsh
 from nnclust.clustering.spectral import (
     DENSE_LIMIT,
     GRAM_DENSE_FILL,
+    GRAM_DENSE_MAX,
     _threadpools,
     bipartite_eigs,
     bipartite_split,
@@ -48,7 +49,8 @@ class LaplacianEigensolver:
         together (1.2 s on the same graph).
     ``"torch"``
         ``torch.linalg.eigh`` on the edge values' device (for CUDA): of the bipartite
-        block's Gram matrix when ``"eigsh"`` would form it densely, else of dense M.
+        block's Gram matrix when the smaller side has at most GRAM_DENSE_MAX nodes,
+        else of dense M.
     ``"auto"``
         ``"torch"`` for CUDA tensors, else ``"eigsh"``.
 
@@ -169,6 +171,9 @@ class LaplacianEigensolver:
         structure (``edges.pattern``) stays the same."""
         if edges.pattern is not None and self._plan_of is edges.pattern:
             return self._plan
+        # On a GPU a dense product forms the Gram matrix of any B up to GRAM_DENSE_MAX
+        # columns at little cost, and its eigh is always smaller than that of M.
+        gram = GRAM_DENSE_MAX if self.pick(edges.values) == "torch" else self.dense_limit
         n, h, t = edges.n_kept, edges.heads, edges.tails
         rows_nodes, cols_nodes = bipartite_split(edges.odd_side())
         cols_side = np.zeros(n, bool)
@@ -180,7 +185,7 @@ class LaplacianEigensolver:
         r = pos[np.where(head_in_cols, t, h)]
         c = pos[np.where(head_in_cols, h, t)]
         shape = (rows_nodes.size, cols_nodes.size)
-        if gram_is_dense(*shape, h.size, self.dense_limit, self.dense_fill):
+        if gram_is_dense(*shape, h.size, gram, self.dense_fill):
             # Node numbers run group by group, so each side's groups are contiguous
             # ranges, and a group's rows reach only the columns of its two neighbours.
             group = edges.group[edges.keep]
