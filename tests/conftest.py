@@ -6,9 +6,18 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
+# One torch (OpenMP) thread per process, unless the environment says otherwise: the tests'
+# networks are tiny, and under pytest-xdist (`-n logical`) every core already runs a
+# worker, so a second thread per worker only contends for the cores (the scripts that
+# the tests run as subprocesses inherit this too). Set before torch is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from nnclust.experiments.train import train_job
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from nnclust.experiments.train import train_job  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case a plugin imported torch first
 
 # No test reaches the public dataset mirrors (scripts run as subprocesses inherit this):
 # a dataset file a test leaves missing is reported, not fetched. The tests of the

@@ -1,5 +1,7 @@
 """Sparsity-aware init keeps each unit's pre-activation variance at the dense init's."""
 
+from functools import cache
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ def _model():
     return build_model({"name": "mnist_fc", "width": N, "depth": 1}, (8,), N)  # layer1 is N x N
 
 
+@cache  # deterministic (seeded draws); the dense "he" variance serves two tests, read-only
 def _unit_variance(scheme, mask_type):
     """Per-unit variance of layer 1's pre-activation over random inputs, averaged over
     `DRAWS` initialisations (shape (N,))."""
