@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnclust.clustering.spectral import DENSE_LIMIT, dense_gram
+from nnclust.clustering.spectral import DENSE_LIMIT, bipartite_eigs, dense_gram
 from nnclust.data import load_dataset
 from nnclust.nets.layers import extract_layers
 from nnclust.nets.registry import build_model, layer_modules
@@ -20,8 +20,8 @@ from nnclust.regularizers import (
     rescale_hidden_units,
     weight_graph_edges,
 )
-from nnclust.regularizers.clusterability import EdgeCache
-from nnclust.regularizers.clusterability.autograd import _edge_derivatives
+from nnclust.regularizers.clusterability import EdgeCache, EdgeList
+from nnclust.regularizers.clusterability.autograd import _edge_derivatives, laplacian_eigenvalues
 from nnclust.structure.graph import GraphError, build_graph
 from nnclust.training import prunable_weights, train
 
@@ -453,6 +453,7 @@ def test_the_solver_choice_gives_the_same_term_and_gradient_on_both_sides_of_the
         LaplacianEigensolver("torch"),  # the GPU path: the Gram matrix on both sides
     ):
         value, grad = term_and_gradient(model, solver)
+        assert solver.method != "torch" or solver._plan.flat is not None
         assert abs(value - ref_value) <= 1e-10 * abs(ref_value)
         assert (grad - ref_grad).norm() <= 1e-10 * ref_grad.norm()
 
@@ -500,8 +501,8 @@ def test_the_gram_tiles_cover_every_entry_and_give_the_whole_product(hidden, spa
             for name, w in weights.items():
                 w.mul_(masks[name])
     edges = weight_graph_edges(model)
-    plan = LaplacianEigensolver("eigsh")._bipartite_plan(edges)
-    assert plan.flat is not None and plan.tiles  # a small graph: the Gram matrix is formed
+    plan = LaplacianEigensolver("eigsh", dense_fill=0.0)._bipartite_plan(edges)
+    assert plan.flat is not None and plan.tiles  # B dense, its Gram matrix from tiles
     rng = np.random.default_rng(0)
     b = np.zeros(plan.shape[0] * plan.shape[1])
     b[plan.flat] = rng.uniform(0.1, 1.0, plan.flat.size)
@@ -545,3 +546,89 @@ def test_the_backward_gives_the_same_derivatives_from_torch_tensors_as_from_nump
     one_minus = (1.0 - lam.numpy()) * g.numpy()
     expected = ((yh**2 + yt**2) * one_minus).sum(1) - 2.0 * (yh * yt * g.numpy()).sum(1)
     np.testing.assert_allclose(from_numpy, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_edge_lists_numbered_across_groups_or_with_repeated_pairs_give_the_dense_answer():
+    # weight_graph_edges numbers nodes group by group, without repeats; an EdgeList built
+    # by hand may do neither, and then the Gram matrix cannot come from tiles, nor B be
+    # written entry by entry (repeats add up).
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(5), [5, 6, 4, 7, 3])
+    group = group[rng.permutation(group.size)]
+    n = group.size
+    pairs = [(p, q) for p in range(n) for q in range(p + 1, n) if abs(group[p] - group[q]) == 1]
+    h, t = (np.array(x) for x in zip(*pairs))
+    h, t = np.concatenate([h, h[:5]]), np.concatenate([t, t[:5]])  # five pairs twice
+    edges = EdgeList(
+        values=torch.from_numpy(rng.uniform(0.1, 1.0, h.size)), heads=h, tails=t, keep=np.ones(n, bool), group=group
+    )
+    ref = laplacian_eigenvalues(edges, K + 1, LaplacianEigensolver("dense"))
+    for method in ("eigsh", "torch"):
+        for fill in (0.0, 1.0):
+            lam = laplacian_eigenvalues(edges, K + 1, LaplacianEigensolver(method, dense_fill=fill))
+            torch.testing.assert_close(lam, ref, rtol=1e-12, atol=1e-14)
+    unique = slice(0, h.size - 5)
+    edges = EdgeList(edges.values[unique], h[unique], t[unique], edges.keep, group)
+    solver = LaplacianEigensolver("eigsh", dense_fill=0.0)
+    lam = laplacian_eigenvalues(edges, K + 1, solver)
+    assert solver._plan.flat is not None and solver._plan.tiles is None  # dense B, the whole product
+    torch.testing.assert_close(
+        lam, laplacian_eigenvalues(edges, K + 1, LaplacianEigensolver("dense")), rtol=1e-12, atol=1e-14
+    )
+
+
+def test_an_upstream_gradient_of_either_sign_weights_each_eigenvalue():
+    # The term feeds the mean of eigenvalues (one positive weight each) back; other losses
+    # may weight them differently, with signs. Central differences against autograd.
+    model = mlp(seed=1)
+    assert_gap_safe(model)
+    c = torch.tensor([0.0, 0.7, -1.3, 0.4], dtype=torch.float64)
+    w = model.layer1.fc.weight
+
+    def value():
+        return float((laplacian_eigenvalues(weight_graph_edges(model), K + 1) * c).sum())
+
+    (grad,) = torch.autograd.grad((laplacian_eigenvalues(weight_graph_edges(model), K + 1) * c).sum(), [w])
+    fd = torch.zeros_like(w)
+    with torch.no_grad():
+        for i in range(w.numel()):
+            orig = w.view(-1)[i].item()
+            w.view(-1)[i] = orig + 1e-6
+            up = value()
+            w.view(-1)[i] = orig - 1e-6
+            down = value()
+            w.view(-1)[i] = orig
+            fd.view(-1)[i] = (up - down) / 2e-6
+    torch.testing.assert_close(grad, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_a_wanted_singular_value_near_zero_falls_back_to_solving_all_of_m():
+    # A rank-one layer: the bipartite block has one singular value 1 and the rest near 0,
+    # where the rows' half of an eigenvector (B z / sigma) would be noise; the solvers
+    # then solve M itself, and agree with the dense solver.
+    torch.manual_seed(0)
+    model = build_model({"name": "mlp", "hidden": []}, (6,), 6).double()
+    with torch.no_grad():
+        u, v = torch.rand(6, 1, dtype=torch.float64) + 0.5, torch.rand(1, 6, dtype=torch.float64) + 0.5
+        model.layer0.fc.weight.copy_(u @ v + 1e-9 * torch.rand(6, 6, dtype=torch.float64))
+    edges = weight_graph_edges(model)
+    for method in ("eigsh", "torch"):
+        solver = LaplacianEigensolver(method, dense_fill=0.0)
+        plan = solver._bipartite_plan(edges)
+        w = edges.values.detach()
+        b = w.new_zeros(plan.shape[0] * plan.shape[1])
+        b[torch.from_numpy(plan.flat)] = w
+        b = b.view(plan.shape)
+        b = b / b.sum(dim=1, keepdim=True).sqrt() / b.sum(dim=0, keepdim=True).sqrt()
+        assert bipartite_eigs(b if method == "torch" else b.numpy(), 3, None, tiles=plan.tiles) is None
+    params = graph_params(model)
+
+    def term_and_grad(method):
+        value = clusterability_loss(model, 2, solver=LaplacianEigensolver(method, dense_fill=0.0))
+        return value.item(), torch.autograd.grad(value, list(params.values()))[0]
+
+    ref_value, ref_grad = term_and_grad("dense")
+    value, grad = term_and_grad("eigsh")
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    assert term_and_grad("torch")[0] == pytest.approx(ref_value, rel=1e-12)

@@ -179,8 +179,8 @@ def bipartite_eigs(
     ``lanczos(matrix, num) -> (values, vectors)``; otherwise `lanczos` runs on the
     operator z -> B^T (B z), never formed.
 
-    A dense `b` (a numpy array, for a caller that has already decided by `gram_is_dense`
-    that the Gram matrix is formed) skips the sparse steps; `tiles` then restricts the
+    A dense `b` (a numpy array, from a caller that has B densely already) has its
+    Gram matrix formed and skips the sparse steps; `tiles` then restricts the
     product to where B has entries (see `dense_gram`). A torch tensor `b` (the
     regularizer's GPU path) is solved in torch on its device, by ``torch.linalg.eigh`` of
     the Gram matrix, and the results are tensors there.

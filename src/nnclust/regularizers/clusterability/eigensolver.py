@@ -17,7 +17,6 @@ from nnclust.clustering.spectral import (
     _threadpools,
     bipartite_eigs,
     bipartite_split,
-    gram_is_dense,
     inverse_sqrt_degree,
     normalize_edges,
 )
@@ -147,7 +146,8 @@ class LaplacianEigensolver:
         degree = torch.zeros(n, dtype=w.dtype, device=device).index_add_(0, h, w).index_add_(0, t, w)
         mw, s = normalize_edges(w, h, t, degree)
         m = torch.zeros(n, n, dtype=w.dtype, device=device)
-        m[h, t] = m[t, h] = mw
+        m.index_put_((h, t), mw, accumulate=True)  # a pair listed twice adds up, as in `symmetric`
+        m.index_put_((t, h), mw, accumulate=True)
         mvals, u = torch.linalg.eigh(m)  # ascending: the largest of M come last
         del m
         return 1.0 - mvals[-num:].flip(0), u[:, -num:].flip(1) * s[:, None]
@@ -171,9 +171,6 @@ class LaplacianEigensolver:
         structure (``edges.pattern``) stays the same."""
         if edges.pattern is not None and self._plan_of is edges.pattern:
             return self._plan
-        # On a GPU a dense product forms the Gram matrix of any B up to GRAM_DENSE_MAX
-        # columns at little cost, and its eigh is always smaller than that of M.
-        gram = GRAM_DENSE_MAX if self.pick(edges.values) == "torch" else self.dense_limit
         n, h, t = edges.n_kept, edges.heads, edges.tails
         rows_nodes, cols_nodes = bipartite_split(edges.odd_side())
         cols_side = np.zeros(n, bool)
@@ -185,17 +182,18 @@ class LaplacianEigensolver:
         r = pos[np.where(head_in_cols, t, h)]
         c = pos[np.where(head_in_cols, h, t)]
         shape = (rows_nodes.size, cols_nodes.size)
-        if gram_is_dense(*shape, h.size, gram, self.dense_fill):
-            # Node numbers run group by group, so each side's groups are contiguous
-            # ranges, and a group's rows reach only the columns of its two neighbours.
-            group = edges.group[edges.keep]
-            row_groups, col_groups = group[rows_nodes], group[cols_nodes]
-            tiles = []
-            for g in np.unique(row_groups):
-                r0, r1 = np.searchsorted(row_groups, [g, g + 1])
-                c0, c1 = np.searchsorted(col_groups, [g - 1, g + 2])
-                tiles.append((int(r0), int(r1), int(c0), int(c1)))
-            plan = _Plan(rows_nodes, cols_nodes, shape, flat=r * shape[1] + c, tiles=tuple(tiles))
+        flat = r * shape[1] + c
+        # B goes into a dense array when `bipartite_eigs` would make it one anyway (at
+        # least `dense_fill` full); a sparse B keeps CSR and a sparse product, which on
+        # many rows (large inputs) is faster. On a GPU a dense product forms the Gram
+        # matrix of any B up to GRAM_DENSE_MAX columns at little cost, and its eigh is
+        # always smaller than that of M. Repeated (head, tail) pairs must be summed, which
+        # only the CSR path does.
+        dense = shape[1] <= GRAM_DENSE_MAX and (
+            self.pick(edges.values) == "torch" or h.size >= self.dense_fill * shape[0] * shape[1]
+        )
+        if dense and np.bincount(flat).max(initial=0) <= 1:
+            plan = _Plan(rows_nodes, cols_nodes, shape, flat=flat, tiles=_tiles(edges, rows_nodes, cols_nodes))
         else:
             order = np.lexsort((c, r))  # CSR order: by row, then column
             indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=shape[0]))])
@@ -237,6 +235,23 @@ class LaplacianEigensolver:
         if n <= self.dense_limit:
             return *scipy.linalg.eigh(m.toarray(), subset_by_index=[n - num, n - 1]), s
         return *self._lanczos(m, num, "m"), s
+
+
+def _tiles(edges: EdgeList, rows_nodes: np.ndarray, cols_nodes: np.ndarray) -> tuple | None:
+    """The `dense_gram` tiles of a bipartite block: edges only join consecutive node
+    groups, so the rows of group g reach only the columns of groups g-1 and g+1. Those
+    are ranges when each side lists its nodes group by group, as `weight_graph_edges`
+    numbers them; for other numberings, None (the whole product)."""
+    group = edges.group[edges.keep]
+    row_groups, col_groups = group[rows_nodes], group[cols_nodes]
+    if (np.diff(row_groups) < 0).any() or (np.diff(col_groups) < 0).any():
+        return None
+    tiles = []
+    for g in np.unique(row_groups):
+        r0, r1 = np.searchsorted(row_groups, [g, g + 1])
+        c0, c1 = np.searchsorted(col_groups, [g - 1, g + 2])
+        tiles.append((int(r0), int(r1), int(c0), int(c1)))
+    return tuple(tiles)
 
 
 def _normalized(w: np.ndarray, h: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
