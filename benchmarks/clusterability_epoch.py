@@ -156,7 +156,8 @@ def step_parts(name: str, model, x, y, repeats: int) -> None:
     finally:
         spectral.scipy.linalg.eigh, spectral.dense_gram = real[0], real[2]
         del reg.solver._lanczos
-    core = sum(1e3 * statistics.median(v) for v in inner.values())
+    medians = {key: 1e3 * statistics.median(v) for key, v in sorted(inner.items())}
+    core = sum(medians.values())
     params = [p for p in model.parameters() if p.requires_grad]
     value = reg.lam * clusterability_loss(model, reg.num_eigs, solver=reg.solver, cache=reg.cache)
     backward = median_ms(lambda: torch.autograd.grad(value, params, retain_graph=True, allow_unused=True), repeats)
@@ -165,8 +166,9 @@ def step_parts(name: str, model, x, y, repeats: int) -> None:
     term = edges_ms + solve + backward + rescale
     print(
         f"  {name:34s} plain step {plain:6.2f} | term {term:6.2f} = edges {edges_ms:5.2f} + solve {solve:6.2f}"
-        f" ({'+'.join(sorted(inner))} {core:6.2f}) + backward {backward:5.2f} + rescale {rescale:5.2f}"
-        f" | term / plain step {term / plain:.2f} (of it {'+'.join(sorted(inner))} {core / plain:.2f})"
+        f" ({' + '.join(f'{key} {ms:.2f}' for key, ms in medians.items())}) + backward {backward:5.2f}"
+        f" + rescale {rescale:5.2f} | term / plain step {term / plain:.2f}"
+        f" (of it {'+'.join(medians)} {core / plain:.2f})"
     )
 
 
