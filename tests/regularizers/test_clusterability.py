@@ -23,7 +23,7 @@ from nnclust.regularizers import (
 from nnclust.regularizers.clusterability import EdgeCache, EdgeList
 from nnclust.regularizers.clusterability.autograd import _edge_derivatives, laplacian_eigenvalues
 from nnclust.structure.graph import GraphError, build_graph
-from nnclust.training import prunable_weights, train
+from nnclust.training import apply_masks, prunable_weights, train
 
 K = 3  # eigenvalues 2..4 of the Laplacian
 # Every eigen-solve branch: dense M; the bipartite reduction with its Gram matrix solved
@@ -40,6 +40,12 @@ SOLVERS = {
 def mlp(seed: int = 0, hidden=(8, 8), n_in: int = 6, n_out: int = 3) -> nn.Module:
     torch.manual_seed(seed)
     return build_model({"name": "mlp", "hidden": list(hidden)}, (n_in,), n_out).double()
+
+
+def prune(model: nn.Module, sparsity: float) -> None:
+    """Zero the smallest-magnitude `sparsity` of each layer's weights, in place."""
+    if sparsity:
+        apply_masks(model, magnitude_masks(prunable_weights(model), sparsity, "layer"))
 
 
 def random_batch_norms(model: nn.Module) -> nn.Module:
@@ -438,11 +444,7 @@ def term_and_gradient(model, solver, cache=None) -> tuple[float, torch.Tensor]:
 @pytest.mark.parametrize("hidden", [480, 512])  # Gram side 490 and 522 nodes: either side of DENSE_LIMIT
 def test_the_solver_choice_gives_the_same_term_and_gradient_on_both_sides_of_the_threshold(hidden):
     model = mlp(seed=4, hidden=(hidden, hidden), n_in=64, n_out=10)
-    weights = prunable_weights(model)
-    masks = magnitude_masks(weights, 0.9, "layer")  # fill 0.1: below GRAM_DENSE_FILL, so size decides
-    with torch.no_grad():
-        for name, w in weights.items():
-            w.mul_(masks[name])
+    prune(model, 0.9)  # fill 0.1: below GRAM_DENSE_FILL, so size decides
     side = int((weight_graph_edges(model).odd_side()).sum())
     assert (side <= DENSE_LIMIT) == (hidden == 480)
     ref_value, ref_grad = term_and_gradient(model, LaplacianEigensolver("dense"))
@@ -494,12 +496,7 @@ def test_the_gram_tiles_cover_every_entry_and_give_the_whole_product(hidden, spa
     # The solver forms B^T B from the tiles where a node group's rows meet its two
     # neighbouring groups; a tile missing a group would drop terms of the product.
     model = mlp(seed=5, hidden=hidden, n_in=11, n_out=4)
-    weights = prunable_weights(model)
-    if sparsity:
-        masks = magnitude_masks(weights, sparsity, "layer")
-        with torch.no_grad():
-            for name, w in weights.items():
-                w.mul_(masks[name])
+    prune(model, sparsity)
     edges = weight_graph_edges(model)
     plan = LaplacianEigensolver("eigsh", dense_fill=0.0)._bipartite_plan(edges)
     assert plan.flat is not None and plan.tiles  # B dense, its Gram matrix from tiles
@@ -522,12 +519,7 @@ def test_the_backward_gives_the_same_derivatives_from_torch_tensors_as_from_nump
     # On CPU the backward runs on numpy views; on a GPU the same formula runs on torch
     # tensors, a path the CPU suite would otherwise never take.
     model = mlp(seed=6, hidden=(40, 30), n_in=20, n_out=4)
-    weights = prunable_weights(model)
-    if sparsity:
-        masks = magnitude_masks(weights, sparsity, "layer")
-        with torch.no_grad():
-            for name, w in weights.items():
-                w.mul_(masks[name])
+    prune(model, sparsity)
     edges = weight_graph_edges(model)
     kinds = {"full" if pos is None and rows is not None else "pos" if rows is not None else "edges"
              for _, _, rows, _, pos in edges.blocks}  # fmt: skip
