@@ -26,20 +26,12 @@ from tqdm.auto import tqdm
 
 from nnclust.core import seeding
 from nnclust.nets.validate import layer_modules
+from nnclust.pruning import apply_masks
 from nnclust.training import OBJECTIVES, make_optimizer
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
     return [m.linear for m in layer_modules(model)]
-
-
-def _apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | None) -> None:
-    if not masks:
-        return
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].dtype))
 
 
 def _train_steps(
@@ -65,7 +57,7 @@ def _train_steps(
     gen = seeding.torch_generator(seed, "normalizer.order")
     n = len(data.x_train)
     order, pos, curve = torch.randperm(n, generator=gen), 0, []
-    _apply_masks(model, masks)
+    apply_masks(model, masks or {})
     model.train()
     for step in tqdm(range(steps), desc="normalize", disable=not progress):
         if pos >= n:
@@ -79,7 +71,7 @@ def _train_steps(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _apply_masks(model, masks)
+        apply_masks(model, masks or {})
         curve.append(float(loss.item()))
         if every is not None:
             every(step, opt)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from nnclust.nets.validate import layer_modules
-from nnclust.pruning.magnitude import SCOPES, magnitude_masks
+from nnclust.pruning.magnitude import SCOPES, apply_masks, magnitude_masks
 from nnclust.pruning.registry import REWINDS
 
 
@@ -71,13 +71,6 @@ class StepSnapshot:
 
 def _copy(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-@torch.no_grad()
-def apply_masks(model, masks: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].dtype))
 
 
 def iterative_magnitude_pruning(

@@ -110,3 +110,11 @@ def sparsity_of(masks: Mapping[str, torch.Tensor]) -> float:
     """Fraction of masked-out entries over all masks."""
     total = sum(m.numel() for m in masks.values())
     return float(sum((~m).sum().item() for m in masks.values()) / total) if total else 0.0
+
+
+@torch.no_grad()
+def apply_masks(model, masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the masked-out entries (False or 0) of the parameters named in `masks`, in place."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        params[name].mul_(mask.to(params[name].device, params[name].dtype))

@@ -8,6 +8,7 @@ import torch
 
 from nnclust.nets.registry import layer_modules
 from nnclust.pruning import CRITERIA, activation_stats, criterion_masks, schedule, sparsity_of
+from nnclust.pruning.magnitude import apply_masks
 from nnclust.pruning.mask_types import check_masks
 
 
@@ -15,14 +16,6 @@ def prunable_weights(model) -> dict[str, torch.nn.Parameter]:
     """The fc/conv weight of every layer, keyed by state-dict name (biases and batch
     norms are never pruned)."""
     return {f"{m.linear_key}.weight": m.linear.weight for m in layer_modules(model)}
-
-
-@torch.no_grad()
-def apply_masks(model, masks) -> None:
-    """Zero the masked-out entries (False) of the parameters named in `masks`."""
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].device, params[name].dtype))
 
 
 class MagnitudePruning:
