@@ -26,8 +26,7 @@ from tqdm.auto import tqdm
 
 from nnclust.core import seeding
 from nnclust.nets.validate import layer_modules
-from nnclust.pruning import apply_masks
-from nnclust.training import OBJECTIVES, make_optimizer
+from nnclust.training import OBJECTIVES, apply_masks, make_optimizer
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
