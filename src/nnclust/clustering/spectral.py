@@ -136,11 +136,11 @@ def bipartite_block(m: sp.csr_matrix, sides: np.ndarray) -> tuple[np.ndarray, np
     return rows, cols, sp.csr_matrix((top.data, indices, top.indptr), shape=shape)
 
 
-def gram_is_dense(rows: int, cols: int, nnz: int, dense_limit: int = DENSE_LIMIT, dense_fill: float = GRAM_DENSE_FILL):
-    """Whether `bipartite_eigs` forms B^T B of a (rows, cols) block with `nnz` entries
-    as a dense matrix (see there)."""
-    full = nnz >= dense_fill * rows * cols and cols <= GRAM_DENSE_MAX
-    return cols <= dense_limit or full
+def full_block(rows: int, cols: int, nnz: int, dense_fill: float = GRAM_DENSE_FILL) -> bool:
+    """Whether `bipartite_eigs` makes a (rows, cols) block with `nnz` entries a dense array
+    and forms its Gram matrix by a dense product: at least `dense_fill` full, and at most
+    GRAM_DENSE_MAX columns."""
+    return nnz >= dense_fill * rows * cols and cols <= GRAM_DENSE_MAX
 
 
 def dense_gram(b: np.ndarray, tiles: tuple | None = None) -> np.ndarray:
@@ -205,14 +205,15 @@ def bipartite_eigs(
         gram = dense_gram(b, tiles)
     else:
         b = sp.csr_matrix(b)
-        if not gram_is_dense(rows, cols, b.nnz, dense_limit, dense_fill):
+        full = full_block(rows, cols, b.nnz, dense_fill)
+        if not (cols <= dense_limit or full):
             # A CSC view, not a CSR copy: alone a CSR product is 15% faster, but in Lanczos
             # both products read the same arrays from cache, and a copy made the whole solve
             # 10% slower (21.4 ms against 19.2 ms on 'all' shuffles of the 512x3 MLP).
             bt = b.T
             op = LinearOperator((cols, cols), matvec=lambda x: bt @ (b @ x), dtype=np.float64)
             gram = None
-        elif b.nnz >= dense_fill * rows * cols and cols <= GRAM_DENSE_MAX:
+        elif full:
             gram = dense_gram(b.toarray())
         else:  # a sparse product: B may have many rows (large inputs)
             gram = (b.T @ b).toarray()

@@ -17,6 +17,7 @@ from nnclust.clustering.spectral import (
     _threadpools,
     bipartite_eigs,
     bipartite_split,
+    full_block,
     inverse_sqrt_degree,
     normalize_edges,
 )
@@ -189,9 +190,10 @@ class LaplacianEigensolver:
         # matrix of any B up to GRAM_DENSE_MAX columns at little cost, and its eigh is
         # always smaller than that of M. Repeated (head, tail) pairs must be summed, which
         # only the CSR path does.
-        dense = shape[1] <= GRAM_DENSE_MAX and (
-            self.pick(edges.values) == "torch" or h.size >= self.dense_fill * shape[0] * shape[1]
-        )
+        if self.pick(edges.values) == "torch":
+            dense = shape[1] <= GRAM_DENSE_MAX
+        else:
+            dense = full_block(*shape, h.size, self.dense_fill)
         if dense and np.bincount(flat).max(initial=0) <= 1:
             plan = _Plan(rows_nodes, cols_nodes, shape, flat=flat, tiles=_tiles(edges, rows_nodes, cols_nodes))
         else:
